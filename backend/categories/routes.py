@@ -1,0 +1,70 @@
+"""Category routes: parse, call the service, return."""
+
+from uuid import UUID
+
+from fastapi import APIRouter, Request, Response, status
+
+from backend.categories import service
+from backend.deps import OwnerId, SessionDep, location
+from backend.models import CategoryCreate, CategoryPublic, CategoryUpdate, Page
+from backend.pagination import PageDep
+
+router = APIRouter(prefix="/categories", tags=["categories"])
+
+
+@router.get("", response_model=Page[CategoryPublic])
+async def list_categories(
+    session: SessionDep, user_id: OwnerId, page: PageDep
+) -> Page[CategoryPublic]:
+    """The caller's categories, by name ignoring case."""
+    categories, next_cursor = await service.list_categories(session, user_id=user_id, page=page)
+    return Page[CategoryPublic](
+        items=[CategoryPublic.model_validate(category) for category in categories],
+        next_cursor=next_cursor,
+    )
+
+
+@router.post("", response_model=CategoryPublic, status_code=status.HTTP_201_CREATED)
+async def create_category(
+    session: SessionDep,
+    user_id: OwnerId,
+    category_in: CategoryCreate,
+    request: Request,
+    response: Response,
+) -> CategoryPublic:
+    category = await service.create_category(session, user_id=user_id, category_in=category_in)
+    response.headers["Location"] = location(request, user_id, "categories", category.id)
+    return CategoryPublic.model_validate(category)
+
+
+@router.get("/{category_id}", response_model=CategoryPublic)
+async def get_category(session: SessionDep, user_id: OwnerId, category_id: UUID) -> CategoryPublic:
+    category = await service.get_category(session, user_id=user_id, category_id=category_id)
+    return CategoryPublic.model_validate(category)
+
+
+@router.put("/{category_id}", response_model=CategoryPublic)
+async def replace_category(
+    session: SessionDep, user_id: OwnerId, category_id: UUID, category_in: CategoryCreate
+) -> CategoryPublic:
+    category = await service.update_category(
+        session, user_id=user_id, category_id=category_id, changes=dict(category_in)
+    )
+    return CategoryPublic.model_validate(category)
+
+
+@router.patch("/{category_id}", response_model=CategoryPublic)
+async def update_category(
+    session: SessionDep, user_id: OwnerId, category_id: UUID, category_in: CategoryUpdate
+) -> CategoryPublic:
+    changes = {field: getattr(category_in, field) for field in category_in.model_fields_set}
+    category = await service.update_category(
+        session, user_id=user_id, category_id=category_id, changes=changes
+    )
+    return CategoryPublic.model_validate(category)
+
+
+@router.delete("/{category_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_category(session: SessionDep, user_id: OwnerId, category_id: UUID) -> None:
+    """Delete the category; its tasks stay, uncategorized."""
+    await service.delete_category(session, user_id=user_id, category_id=category_id)

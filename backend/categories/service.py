@@ -1,0 +1,99 @@
+"""Categories: a user's own labels for tasks, unique by name ignoring case."""
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from pydantic import TypeAdapter
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
+
+from backend.db import utcnow
+from backend.errors import Conflict, NotFound
+from backend.models import Category, CategoryCreate
+from backend.pagination import Keyset, PageRequest, fetch_page
+from backend.tasks.service import uncategorize_tasks
+
+BY_NAME = Keyset(
+    name="name",
+    column=Category.name_key,  # type: ignore[arg-type]
+    tiebreak=Category.id,  # type: ignore[arg-type]
+    adapter=TypeAdapter(str),
+)
+
+
+def name_key(name: str) -> str:
+    return name.casefold()
+
+
+def _owned(user_id: str) -> SelectOfScalar[Category]:
+    return select(Category).where(Category.user_id == user_id)
+
+
+async def get_category(session: AsyncSession, *, user_id: str, category_id: UUID) -> Category:
+    category = (await session.exec(_owned(user_id).where(Category.id == category_id))).first()
+    if category is None:
+        raise NotFound
+    return category
+
+
+async def list_categories(
+    session: AsyncSession, *, user_id: str, page: PageRequest
+) -> tuple[Sequence[Category], str | None]:
+    return await fetch_page(
+        session, _owned(user_id), keyset=BY_NAME, page=page, owner=user_id, scope="categories"
+    )
+
+
+async def create_category(
+    session: AsyncSession, *, user_id: str, category_in: CategoryCreate
+) -> Category:
+    now = utcnow()
+    category = Category.model_validate(
+        category_in,
+        update={
+            "user_id": user_id,
+            "name_key": name_key(category_in.name),
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    session.add(category)
+    await _commit(session)
+    return category
+
+
+async def update_category(
+    session: AsyncSession, *, user_id: str, category_id: UUID, changes: dict[str, Any]
+) -> Category:
+    """Apply `changes` (field: new value); a change that changes nothing writes nothing."""
+    category = await get_category(session, user_id=user_id, category_id=category_id)
+    changed = {field: value for field, value in changes.items() if getattr(category, field) != value}
+    if not changed:
+        return category
+    for field, value in changed.items():
+        setattr(category, field, value)
+    category.name_key = name_key(category.name)
+    category.updated_at = utcnow()
+    category.version += 1
+    session.add(category)
+    await _commit(session)
+    return category
+
+
+async def delete_category(session: AsyncSession, *, user_id: str, category_id: UUID) -> None:
+    """Delete a category; its tasks stay, uncategorized, each with a history entry."""
+    category = await get_category(session, user_id=user_id, category_id=category_id)
+    await uncategorize_tasks(session, user_id=user_id, category_id=category_id, at=utcnow())
+    await session.delete(category)
+    await session.commit()
+
+
+async def _commit(session: AsyncSession) -> None:
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise Conflict("A category with that name already exists.") from None

@@ -1,0 +1,67 @@
+"""The `todo-api` command: serve, migrate, token, openapi."""
+
+import json
+import logging
+import time
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from backend import migrate as migrations
+from backend.auth import issue_token
+from backend.config import get_settings
+from backend.main import create_app
+
+app = typer.Typer(help="todo-api: a multi-user task API.", no_args_is_help=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    migrate: Annotated[bool, typer.Option(help="Apply migrations before serving.")] = True,
+) -> None:
+    """Serve the API (migrations first, unless --no-migrate)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    settings = get_settings()
+    settings.signing_secret()  # announces a generated development secret before serving
+    if migrate:
+        migrations.upgrade(settings)
+    uvicorn.run(
+        "backend.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        proxy_headers=True,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply every pending migration."""
+    migrations.upgrade(get_settings())
+
+
+@app.command()
+def token(
+    user_id: Annotated[str, typer.Argument(help="The user id (the token's `sub`).")],
+    email: Annotated[str | None, typer.Option(help="The `email` claim.")] = None,
+    name: Annotated[str | None, typer.Option(help="The `name` claim.")] = None,
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+) -> None:
+    """Print a token signed with the configured (or development) secret."""
+    settings = get_settings()
+    typer.echo(
+        issue_token(settings, user_id, ttl_seconds=ttl, email=email, name=name, now=int(time.time()))
+    )
+
+
+@app.command()
+def openapi() -> None:
+    """Print the OpenAPI document."""
+    typer.echo(json.dumps(create_app(get_settings()).openapi(), indent=2, ensure_ascii=False))

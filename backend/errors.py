@@ -1,0 +1,224 @@
+"""Error classes that carry their status and code, rendered as RFC 9457 problem documents."""
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("todo_api")
+
+PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_SECONDS = "1"
+
+CODES_BY_STATUS = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    412: "precondition_failed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    428: "precondition_required",
+    429: "rate_limited",
+    503: "db_unavailable",
+}
+
+
+class AppError(Exception):
+    """An answer the service means to give: its status, `code` and a sentence for people."""
+
+    status = 500
+    code = "internal_error"
+    detail = "The server could not complete the request."
+
+    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None):
+        super().__init__(detail or self.detail)
+        self.detail = detail or self.detail
+        self.headers = headers or {}
+
+
+class NotAuthenticated(AppError):
+    status = 401
+    code = "not_authenticated"
+    detail = "This request needs a bearer token."
+
+    def __init__(self, detail: str | None = None):
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class InvalidToken(AppError):
+    status = 401
+    code = "invalid_token"
+    detail = "The bearer token is not valid."
+
+    def __init__(self, detail: str | None = None):
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+class Forbidden(AppError):
+    status = 403
+    code = "forbidden"
+    detail = "This token may not act for that user."
+
+
+class NotFound(AppError):
+    status = 404
+    code = "not_found"
+    detail = "No such resource."
+
+
+class Conflict(AppError):
+    status = 409
+    code = "conflict"
+    detail = "The request conflicts with the current state of the resource."
+
+
+class InvalidInput(AppError):
+    """A 422 about one field, for rules that only the service can check."""
+
+    status = 422
+    code = "validation_error"
+
+    def __init__(self, loc: tuple[str | int, ...], msg: str, error_type: str = "value_error"):
+        super().__init__("The request is not valid.")
+        self.errors = [{"loc": list(loc), "msg": msg, "type": error_type}]
+
+
+class DatabaseUnavailable(AppError):
+    status = 503
+    code = "db_unavailable"
+    detail = "The database is unavailable; try again shortly."
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+class ProblemDetail(BaseModel):
+    """An RFC 9457 problem document; `code` is the stable, machine-readable part."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[dict[str, Any]] | None = None
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "model": ProblemDetail,
+        "content": {PROBLEM_JSON: {}},
+        "description": description,
+    }
+    for status, description in {
+        401: "No valid bearer token (`not_authenticated`, `invalid_token`).",
+        403: "The token's subject is not the path's user (`forbidden`).",
+        404: "No such resource among the caller's (`not_found`).",
+        422: "The request is not valid (`validation_error`), with `errors`.",
+        503: "The database is unavailable (`db_unavailable`); see `Retry-After`.",
+    }.items()
+}
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    extra = {"errors": exc.errors} if isinstance(exc, InvalidInput) else {}
+    return problem(exc.status, exc.code, exc.detail, headers=exc.headers, **extra)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = CODES_BY_STATUS.get(exc.status_code, "error")
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    if exc.status_code == 404:
+        detail = NotFound.detail
+    return problem(exc.status_code, code, detail, headers=exc.headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors()
+    ]
+    return problem(422, "validation_error", "The request is not valid.", errors=errors)
+
+
+async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("database unavailable: %s", type(exc).__name__)
+    error = DatabaseUnavailable()
+    return problem(error.status, error.code, error.detail, headers=error.headers)
+
+
+class CatchUnexpected:
+    """Answer any exception no handler took with a bare 500 problem, logged without a trace.
+
+    Starlette's own last-resort handler re-raises to the server, which prints the traceback
+    (and with it SQL text or values) to the log; this middleware stops the exception here.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception as exc:
+            frame = exc.__traceback__
+            while frame is not None and frame.tb_next is not None:
+                frame = frame.tb_next
+            where = f"{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}" if frame else "?"
+            logger.error("unhandled %s at %s", type(exc).__name__, where)
+            if not started:
+                response = problem(500, AppError.code, AppError.detail)
+                await response(scope, receive, send)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(PoolTimeoutError, _database_error)
+    app.add_exception_handler(OperationalError, _database_error)
+    app.add_exception_handler(InterfaceError, _database_error)
+    app.add_middleware(CatchUnexpected)

@@ -1,0 +1,56 @@
+"""History routes: read-only, newest first."""
+
+from collections.abc import Sequence
+from uuid import UUID
+
+from fastapi import APIRouter
+from pydantic import AwareDatetime
+
+from backend.deps import OwnerId, SessionDep
+from backend.history import service
+from backend.models import HistoryAction, HistoryPublic, Page, TaskHistory
+from backend.pagination import PageDep
+
+router = APIRouter(tags=["history"])
+
+
+def _page(entries: Sequence[TaskHistory], next_cursor: str | None) -> Page[HistoryPublic]:
+    return Page[HistoryPublic](
+        items=[HistoryPublic.model_validate(entry) for entry in entries], next_cursor=next_cursor
+    )
+
+
+@router.get("/history", response_model=Page[HistoryPublic])
+async def list_history(
+    session: SessionDep,
+    user_id: OwnerId,
+    page: PageDep,
+    task_id: UUID | None = None,
+    action: HistoryAction | None = None,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+) -> Page[HistoryPublic]:
+    """The caller's history, newest first; `since` is inclusive, `until` exclusive."""
+    entries, next_cursor = await service.list_history(
+        session, user_id=user_id, page=page, task_id=task_id, action=action, since=since, until=until
+    )
+    return _page(entries, next_cursor)
+
+
+@router.get("/history/{entry_id}", response_model=HistoryPublic)
+async def get_history_entry(
+    session: SessionDep, user_id: OwnerId, entry_id: UUID
+) -> HistoryPublic:
+    entry = await service.get_history_entry(session, user_id=user_id, entry_id=entry_id)
+    return HistoryPublic.model_validate(entry)
+
+
+@router.get("/tasks/{task_id}/history", response_model=Page[HistoryPublic])
+async def list_task_history(
+    session: SessionDep, user_id: OwnerId, task_id: UUID, page: PageDep
+) -> Page[HistoryPublic]:
+    """A task's history, newest first, also after the task was deleted."""
+    entries, next_cursor = await service.list_task_history(
+        session, user_id=user_id, task_id=task_id, page=page
+    )
+    return _page(entries, next_cursor)

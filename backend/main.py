@@ -1,0 +1,94 @@
+"""The application factory: settings in, a FastAPI app out."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
+from sqlalchemy import literal
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlmodel import select
+
+from backend import auth, db
+from backend.categories.routes import router as categories_router
+from backend.config import Settings, get_settings
+from backend.deps import SessionDep, require_owner
+from backend.errors import PROBLEM_RESPONSES, DatabaseUnavailable, install_error_handlers
+from backend.history.routes import router as history_router
+from backend.pagination import CursorSigner
+from backend.stats.routes import router as stats_router
+from backend.tasks.routes import router as tasks_router
+from backend.users.routes import router as users_router
+
+MAX_BODY_BYTES = 64 * 1024
+
+logger = logging.getLogger("todo_api")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = db.create_engine(settings)
+        app.state.sessionmaker = db.create_sessionmaker(engine)
+        yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="todo-api",
+        version="1.0.0",
+        summary="A multi-user task API with strict per-user isolation.",
+        lifespan=lifespan,
+        max_body_size=MAX_BODY_BYTES,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.verifier = auth.create_verifier(settings)
+    app.state.cursor_signer = CursorSigner(settings.signing_secret())
+    app.state.known_users = {}
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Location"],
+        )
+
+    user_routes = APIRouter(
+        prefix="/api/{user_id}",
+        dependencies=[Depends(require_owner)],
+        responses=PROBLEM_RESPONSES,
+    )
+    for router in (tasks_router, categories_router, history_router, stats_router, users_router):
+        user_routes.include_router(router)
+    app.include_router(user_routes)
+    app.include_router(health_router)
+    return app
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+health_router = APIRouter(tags=["health"])
+
+
+@health_router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers; the database is not asked."""
+    return {"status": "ok"}
+
+
+@health_router.get("/readyz", responses={503: PROBLEM_RESPONSES[503]})
+async def readyz(session: SessionDep) -> dict[str, str]:
+    """Readiness: the database answers a trivial query."""
+    try:
+        await session.exec(select(literal(1)))
+    except (OperationalError, InterfaceError, PoolTimeoutError):
+        raise DatabaseUnavailable from None
+    return {"status": "ok"}

@@ -1,0 +1,282 @@
+"""Every table and API schema, in the Base / table / Create / Update / Public pattern."""
+
+import unicodedata
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Generic, TypeVar
+from uuid import UUID
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, StringConstraints
+from sqlalchemy import JSON, ForeignKeyConstraint, Index, SmallInteger, String, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+from uuid6 import uuid7
+
+from backend.db import UTCDateTime
+
+USER_ID_MAX = 255
+ALLOWED_CONTROLS = frozenset("\t\n\r")
+
+
+def _plain_text(value: str) -> str:
+    """Refuse what no client means to send: NUL, other controls, lone surrogates."""
+    for char in value:
+        if 0xD800 <= ord(char) <= 0xDFFF:
+            raise ValueError("must not contain lone surrogates")
+        if unicodedata.category(char) == "Cc" and char not in ALLOWED_CONTROLS:
+            raise ValueError("must not contain control characters")
+    return value
+
+
+def _single_line(value: str) -> str:
+    if any(char in ALLOWED_CONTROLS for char in value):
+        raise ValueError("must be a single line")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_plain_text)]
+Line = Annotated[Text, AfterValidator(_single_line)]
+Title = Annotated[Line, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Description = Annotated[Text, StringConstraints(max_length=5000)]
+CategoryName = Annotated[Line, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+Color = Annotated[str, StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")]
+SearchText = Annotated[Line, StringConstraints(min_length=1, max_length=200)]
+
+
+class Priority(StrEnum):
+    none = "none"
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
+PRIORITY_RANKS = {priority: rank for rank, priority in enumerate(Priority)}
+
+
+class PriorityType(TypeDecorator[Priority]):
+    """Stored as its rank, so that sorting by priority is sorting by a small integer."""
+
+    impl = SmallInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Priority | None, dialect: Dialect) -> int | None:
+        return None if value is None else PRIORITY_RANKS[Priority(value)]
+
+    def process_result_value(self, value: int | None, dialect: Dialect) -> Priority | None:
+        return None if value is None else list(Priority)[value]
+
+
+class HistoryAction(StrEnum):
+    created = "created"
+    updated = "updated"
+    completed = "completed"
+    reopened = "reopened"
+    deleted = "deleted"
+
+
+class Forbid(SQLModel):
+    """A request body: unknown and server-owned fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+
+def _owner_key() -> Any:
+    return Field(primary_key=True, max_length=USER_ID_MAX)
+
+
+def _timestamp() -> Any:
+    return Field(sa_type=UTCDateTime, nullable=False)
+
+
+# A user, as last seen in a token's claims.
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: str = Field(primary_key=True, max_length=USER_ID_MAX)
+    email: str | None = Field(default=None, max_length=320)
+    name: str | None = Field(default=None, max_length=255)
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+# What /me shows of the caller.
+class UserPublic(SQLModel):
+    id: str
+    email: str | None
+    name: str | None
+    created_at: datetime
+
+
+# Fields of a category that a client sets.
+class CategoryBase(SQLModel):
+    name: CategoryName
+    color: Color | None = None
+
+
+# A category, owned by one user; its name is unique per user ignoring case.
+class Category(CategoryBase, table=True):
+    __tablename__ = "categories"
+    __table_args__ = (
+        ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_categories_user"),
+        UniqueConstraint("user_id", "name_key", name="uq_categories_user_name_key"),
+    )
+
+    user_id: str = _owner_key()
+    id: UUID = Field(default_factory=uuid7, primary_key=True)
+    name: str = Field(max_length=50)
+    color: str | None = Field(default=None, max_length=7)
+    name_key: str = Field(max_length=200)
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+    version: int = 1
+
+
+# Body of POST and PUT on a category.
+class CategoryCreate(CategoryBase, Forbid):
+    pass
+
+
+# Body of PATCH on a category: only the fields present change.
+class CategoryUpdate(Forbid):
+    name: CategoryName | None = None
+    color: Color | None = None
+
+
+# A category as the API returns it.
+class CategoryPublic(CategoryBase):
+    id: UUID
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+# Fields of a task that a client sets.
+class TaskBase(SQLModel):
+    title: Title
+    description: Description | None = None
+    priority: Priority = Priority.none
+    due_at: AwareDatetime | None = None
+    category_id: UUID | None = None
+
+
+# A task, owned by one user; its category must be one of the same user's.
+class Task(TaskBase, table=True):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_tasks_user"),
+        ForeignKeyConstraint(
+            ["user_id", "category_id"],
+            ["categories.user_id", "categories.id"],
+            name="fk_tasks_user_category",
+        ),
+        Index("ix_tasks_user_created", "user_id", "created_at", "id"),
+        Index("ix_tasks_user_updated", "user_id", "updated_at", "id"),
+        Index("ix_tasks_user_due", "user_id", "due_at", "id"),
+        Index("ix_tasks_user_priority", "user_id", "priority", "id"),
+        Index("ix_tasks_user_title", "user_id", "title", "id"),
+        Index("ix_tasks_user_completed", "user_id", "completed", "created_at", "id"),
+        Index("ix_tasks_user_category", "user_id", "category_id", "created_at", "id"),
+    )
+
+    user_id: str = _owner_key()
+    id: UUID = Field(default_factory=uuid7, primary_key=True)
+    title: str = Field(max_length=200)
+    description: str | None = Field(default=None, max_length=5000)
+    priority: Priority = Field(default=Priority.none, sa_type=PriorityType, nullable=False)
+    due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    completed: bool = False
+    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+    version: int = 1
+
+
+# Body of POST on tasks.
+class TaskCreate(TaskBase, Forbid):
+    pass
+
+
+# Body of PUT on a task: every client-settable field, absent ones back to their defaults.
+class TaskReplace(TaskBase, Forbid):
+    completed: bool = False
+
+
+# Body of PATCH on a task: only the fields present change.
+class TaskUpdate(Forbid):
+    title: Title | None = None
+    description: Description | None = None
+    priority: Priority | None = None
+    due_at: AwareDatetime | None = None
+    category_id: UUID | None = None
+    completed: bool | None = None
+
+
+# A task as the API returns it.
+class TaskPublic(TaskBase):
+    id: UUID
+    completed: bool
+    completed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+# One immutable entry of a task's audit log; it outlives the task.
+class TaskHistory(SQLModel, table=True):
+    __tablename__ = "task_history"
+    __table_args__ = (
+        ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_task_history_user"),
+        Index("ix_task_history_user_occurred", "user_id", "occurred_at", "id"),
+        Index("ix_task_history_user_task", "user_id", "task_id", "occurred_at", "id"),
+    )
+
+    user_id: str = _owner_key()
+    id: UUID = Field(default_factory=uuid7, primary_key=True)
+    task_id: UUID
+    action: HistoryAction = Field(sa_type=String(16), nullable=False)
+    changes: dict[str, Any] = Field(sa_type=JSON().with_variant(JSONB(), "postgresql"))
+    title: str = Field(max_length=200)
+    occurred_at: datetime = _timestamp()
+
+
+# A history entry as the API returns it.
+class HistoryPublic(SQLModel):
+    id: UUID
+    task_id: UUID
+    action: HistoryAction
+    changes: dict[str, Any]
+    title: str
+    occurred_at: datetime
+
+
+T = TypeVar("T")
+
+
+# One page of a list; `next_cursor` is null on the last page.
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+# One local day of the weekly statistics.
+class DayStats(BaseModel):
+    date: date
+    created: int
+    completed: int
+
+
+# The seven local days ending today, computed from the history.
+class WeeklyStats(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    tz: str
+    from_: date = Field(alias="from")
+    to: date
+    days: list[DayStats]
+    created: int
+    completed: int
+    open: int
+    overdue: int
+    completion_rate: float

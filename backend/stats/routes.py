@@ -1,0 +1,27 @@
+"""Statistics routes."""
+
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from fastapi import APIRouter, Query
+
+from backend.deps import OwnerId, SessionDep
+from backend.errors import InvalidInput
+from backend.models import WeeklyStats
+from backend.stats import service
+
+router = APIRouter(prefix="/stats", tags=["stats"])
+
+
+@router.get("/weekly", response_model=WeeklyStats)
+async def weekly_stats(
+    session: SessionDep,
+    user_id: OwnerId,
+    tz: Annotated[str, Query(max_length=64, description="An IANA time zone name.")] = "UTC",
+) -> WeeklyStats:
+    """Tasks created and completed on each of the seven local days ending today."""
+    try:
+        zone = ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(("query", "tz"), "Not a known IANA time zone.", "tz_unknown") from None
+    return await service.weekly_stats(session, user_id=user_id, zone=zone)

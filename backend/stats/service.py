@@ -1,0 +1,62 @@
+"""Statistics: the week's activity, computed from the history so deleted tasks still count."""
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, func
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.db import utcnow
+from backend.models import DayStats, HistoryAction, Task, TaskHistory, WeeklyStats
+
+DAYS = 7
+
+
+def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
+
+
+async def weekly_stats(session: AsyncSession, *, user_id: str, zone: ZoneInfo) -> WeeklyStats:
+    now = utcnow()
+    today = now.astimezone(zone).date()
+    days = [today - timedelta(days=offset) for offset in range(DAYS - 1, -1, -1)]
+    bounds = [_local_midnight(day, zone) for day in [*days, today + timedelta(days=1)]]
+
+    counts = []
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        in_day = and_(TaskHistory.occurred_at >= start, TaskHistory.occurred_at < end)
+        for action in (HistoryAction.created, HistoryAction.completed):
+            counts.append(func.count().filter(and_(in_day, TaskHistory.action == action)))
+    history = select(*counts).where(
+        TaskHistory.user_id == user_id,
+        TaskHistory.occurred_at >= bounds[0],
+        TaskHistory.occurred_at < bounds[-1],
+        TaskHistory.action.in_([HistoryAction.created, HistoryAction.completed]),  # type: ignore[attr-defined]
+    )
+    totals = (await session.exec(history)).one()
+
+    overdue = and_(Task.due_at.is_not(None), Task.due_at < now)  # type: ignore[union-attr,operator]
+    current = select(func.count(), func.count().filter(overdue)).where(
+        Task.user_id == user_id, Task.completed.is_(False)  # type: ignore[attr-defined]
+    )
+    open_count, overdue_count = (await session.exec(current)).one()
+
+    per_day = [
+        DayStats(date=day, created=totals[2 * i], completed=totals[2 * i + 1])
+        for i, day in enumerate(days)
+    ]
+    created = sum(day.created for day in per_day)
+    completed = sum(day.completed for day in per_day)
+    finished_share = completed / (completed + open_count) if completed + open_count else 0.0
+    return WeeklyStats(
+        tz=zone.key,
+        from_=days[0],
+        to=today,
+        days=per_day,
+        created=created,
+        completed=completed,
+        open=open_count,
+        overdue=overdue_count,
+        completion_rate=round(finished_share, 4),
+    )

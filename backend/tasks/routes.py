@@ -1,0 +1,116 @@
+"""Task routes: parse, call the service, return."""
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import AwareDatetime
+
+from backend.deps import OwnerId, SessionDep, location
+from backend.models import (
+    Page,
+    Priority,
+    SearchText,
+    TaskCreate,
+    TaskPublic,
+    TaskReplace,
+    TaskUpdate,
+)
+from backend.pagination import PageDep
+from backend.tasks import service
+from backend.tasks.service import TaskFilters, TaskSort
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+
+def _page(tasks: service.Sequence[service.Task], next_cursor: str | None) -> Page[TaskPublic]:
+    return Page[TaskPublic](
+        items=[TaskPublic.model_validate(task) for task in tasks], next_cursor=next_cursor
+    )
+
+
+@router.get("", response_model=Page[TaskPublic])
+async def list_tasks(
+    session: SessionDep,
+    user_id: OwnerId,
+    page: PageDep,
+    completed: bool | None = None,
+    category_id: Annotated[
+        UUID | Literal["none"] | None, Query(description="A category id, or `none`.")
+    ] = None,
+    priority: Priority | None = None,
+    due_before: AwareDatetime | None = None,
+    due_after: AwareDatetime | None = None,
+    q: Annotated[SearchText | None, Query(description="Substring of title or description.")] = None,
+    sort: TaskSort = "-created_at",
+) -> Page[TaskPublic]:
+    filters = TaskFilters(
+        completed=completed,
+        category_id=category_id,
+        priority=priority,
+        due_before=due_before,
+        due_after=due_after,
+        q=q,
+    )
+    tasks, next_cursor = await service.list_tasks(
+        session, user_id=user_id, filters=filters, sort=sort, page=page
+    )
+    return _page(tasks, next_cursor)
+
+
+@router.post("", response_model=TaskPublic, status_code=status.HTTP_201_CREATED)
+async def create_task(
+    session: SessionDep, user_id: OwnerId, task_in: TaskCreate, request: Request, response: Response
+) -> TaskPublic:
+    task = await service.create_task(session, user_id=user_id, task_in=task_in)
+    response.headers["Location"] = location(request, user_id, "tasks", task.id)
+    return TaskPublic.model_validate(task)
+
+
+@router.get("/{task_id}", response_model=TaskPublic)
+async def get_task(session: SessionDep, user_id: OwnerId, task_id: UUID) -> TaskPublic:
+    task = await service.get_task(session, user_id=user_id, task_id=task_id)
+    return TaskPublic.model_validate(task)
+
+
+@router.put("/{task_id}", response_model=TaskPublic)
+async def replace_task(
+    session: SessionDep, user_id: OwnerId, task_id: UUID, task_in: TaskReplace
+) -> TaskPublic:
+    task = await service.update_task(
+        session, user_id=user_id, task_id=task_id, changes=dict(task_in)
+    )
+    return TaskPublic.model_validate(task)
+
+
+@router.patch("/{task_id}", response_model=TaskPublic)
+async def update_task(
+    session: SessionDep, user_id: OwnerId, task_id: UUID, task_in: TaskUpdate
+) -> TaskPublic:
+    changes = {field: getattr(task_in, field) for field in task_in.model_fields_set}
+    task = await service.update_task(session, user_id=user_id, task_id=task_id, changes=changes)
+    return TaskPublic.model_validate(task)
+
+
+@router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_task(session: SessionDep, user_id: OwnerId, task_id: UUID) -> None:
+    await service.delete_task(session, user_id=user_id, task_id=task_id)
+
+
+@router.patch("/{task_id}/complete", response_model=TaskPublic)
+async def complete_task(session: SessionDep, user_id: OwnerId, task_id: UUID) -> TaskPublic:
+    """Mark the task completed; completing a completed task changes nothing."""
+    task = await service.update_task(
+        session, user_id=user_id, task_id=task_id, changes={"completed": True}
+    )
+    return TaskPublic.model_validate(task)
+
+
+@router.patch("/{task_id}/incomplete", response_model=TaskPublic)
+async def reopen_task(session: SessionDep, user_id: OwnerId, task_id: UUID) -> TaskPublic:
+    """Mark the task open again; reopening an open task changes nothing."""
+    task = await service.update_task(
+        session, user_id=user_id, task_id=task_id, changes={"completed": False}
+    )
+    return TaskPublic.model_validate(task)

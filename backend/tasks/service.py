@@ -1,0 +1,215 @@
+"""Tasks: every read and write of a user's tasks, each write with its history entry."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, TypeAdapter
+from pydantic_core import to_jsonable_python
+from sqlalchemy import or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
+
+from backend.db import utcnow
+from backend.errors import InvalidInput, NotFound
+from backend.history.service import record_change
+from backend.models import (
+    Category,
+    HistoryAction,
+    Priority,
+    Task,
+    TaskCreate,
+    TaskHistory,
+    TaskPublic,
+)
+from backend.pagination import Keyset, PageRequest, fetch_page
+
+TRACKED_FIELDS = ("title", "description", "priority", "due_at", "category_id", "completed")
+
+TaskSort = Literal[
+    "created_at", "-created_at", "updated_at", "-updated_at", "due_at", "-due_at",
+    "priority", "-priority", "title", "-title",
+]  # fmt: skip
+
+_SORT_COLUMNS: dict[str, tuple[Any, TypeAdapter[Any], bool]] = {
+    "created_at": (Task.created_at, TypeAdapter(AwareDatetime), False),
+    "updated_at": (Task.updated_at, TypeAdapter(AwareDatetime), False),
+    "due_at": (Task.due_at, TypeAdapter(AwareDatetime | None), True),
+    "priority": (Task.priority, TypeAdapter(Priority), False),
+    "title": (Task.title, TypeAdapter(str), False),
+}
+SORTS = {
+    f"{sign}{name}": Keyset(
+        name=f"{sign}{name}",
+        column=column,
+        tiebreak=Task.id,  # type: ignore[arg-type]
+        adapter=adapter,
+        descending=sign == "-",
+        nullable=nullable,
+    )
+    for name, (column, adapter, nullable) in _SORT_COLUMNS.items()
+    for sign in ("", "-")
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFilters:
+    completed: bool | None = None
+    category_id: UUID | Literal["none"] | None = None
+    priority: Priority | None = None
+    due_before: datetime | None = None
+    due_after: datetime | None = None
+    q: str | None = None
+
+
+def _owned(user_id: str) -> SelectOfScalar[Task]:
+    return select(Task).where(Task.user_id == user_id)
+
+
+async def get_task(session: AsyncSession, *, user_id: str, task_id: UUID) -> Task:
+    task = (await session.exec(_owned(user_id).where(Task.id == task_id))).first()
+    if task is None:
+        raise NotFound
+    return task
+
+
+async def list_tasks(
+    session: AsyncSession,
+    *,
+    user_id: str,
+    filters: TaskFilters,
+    sort: TaskSort,
+    page: PageRequest,
+) -> tuple[Sequence[Task], str | None]:
+    statement = _owned(user_id)
+    if filters.completed is not None:
+        statement = statement.where(Task.completed == filters.completed)
+    if filters.category_id == "none":
+        statement = statement.where(Task.category_id.is_(None))  # type: ignore[union-attr]
+    elif filters.category_id is not None:
+        statement = statement.where(Task.category_id == filters.category_id)
+    if filters.priority is not None:
+        statement = statement.where(Task.priority == filters.priority)
+    if filters.due_before is not None:
+        statement = statement.where(Task.due_at < filters.due_before)  # type: ignore[operator]
+    if filters.due_after is not None:
+        statement = statement.where(Task.due_at >= filters.due_after)  # type: ignore[operator]
+    if filters.q is not None:
+        statement = statement.where(
+            or_(
+                Task.title.icontains(filters.q, autoescape=True),  # type: ignore[attr-defined]
+                Task.description.icontains(filters.q, autoescape=True),  # type: ignore[union-attr]
+            )
+        )
+    return await fetch_page(
+        session, statement, keyset=SORTS[sort], page=page, owner=user_id, scope="tasks"
+    )
+
+
+async def create_task(session: AsyncSession, *, user_id: str, task_in: TaskCreate) -> Task:
+    await _check_category(session, user_id=user_id, category_id=task_in.category_id)
+    now = utcnow()
+    task = Task.model_validate(
+        task_in, update={"user_id": user_id, "created_at": now, "updated_at": now}
+    )
+    session.add(task)
+    record_change(session, task, HistoryAction.created, snapshot(task), at=now)
+    await _commit(session)
+    return task
+
+
+async def update_task(
+    session: AsyncSession, *, user_id: str, task_id: UUID, changes: dict[str, Any]
+) -> Task:
+    """Apply `changes` (field: new value); a change that changes nothing writes nothing."""
+    task = await get_task(session, user_id=user_id, task_id=task_id)
+    if changes.get("category_id") not in (None, task.category_id):
+        await _check_category(session, user_id=user_id, category_id=changes["category_id"])
+    now = utcnow()
+    diff = {
+        field: {"from": _json(getattr(task, field)), "to": _json(value)}
+        for field, value in changes.items()
+        if getattr(task, field) != value
+    }
+    if not diff:
+        return task
+    for field in diff:
+        setattr(task, field, changes[field])
+    if "completed" in diff:
+        task.completed_at = now if task.completed else None
+        action = HistoryAction.completed if task.completed else HistoryAction.reopened
+    else:
+        action = HistoryAction.updated
+    task.updated_at = now
+    task.version += 1
+    session.add(task)
+    record_change(session, task, action, diff, at=now)
+    await _commit(session)
+    return task
+
+
+async def delete_task(session: AsyncSession, *, user_id: str, task_id: UUID) -> None:
+    task = await get_task(session, user_id=user_id, task_id=task_id)
+    record_change(session, task, HistoryAction.deleted, snapshot(task), at=utcnow())
+    await session.delete(task)
+    await session.commit()
+
+
+async def uncategorize_tasks(
+    session: AsyncSession, *, user_id: str, category_id: UUID, at: datetime
+) -> None:
+    """Detach a category's tasks, with an entry each; the caller commits."""
+    detached = await session.exec(
+        update(Task)
+        .where(Task.user_id == user_id, Task.category_id == category_id)  # type: ignore[arg-type]
+        .values(category_id=None, updated_at=at, version=Task.version + 1)
+        .returning(Task.id, Task.title)  # type: ignore[arg-type]
+        .execution_options(synchronize_session=False)
+    )
+    change = {"category_id": {"from": str(category_id), "to": None}}
+    session.add_all(
+        TaskHistory(
+            user_id=user_id,
+            task_id=task_id,
+            action=HistoryAction.updated,
+            changes=change,
+            title=title,
+            occurred_at=at,
+        )
+        for task_id, title in detached.all()
+    )
+
+
+def snapshot(task: Task) -> dict[str, Any]:
+    return TaskPublic.model_validate(task).model_dump(mode="json")
+
+
+def _json(value: Any) -> Any:
+    return to_jsonable_python(value)
+
+
+async def _check_category(
+    session: AsyncSession, *, user_id: str, category_id: UUID | None
+) -> None:
+    if category_id is None:
+        return
+    found = select(Category.id).where(Category.user_id == user_id, Category.id == category_id)
+    if (await session.exec(found)).first() is None:
+        raise _unknown_category()
+
+
+async def _commit(session: AsyncSession) -> None:
+    """Commit; the database's own refusal of a foreign category reads as the 422 it is."""
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise _unknown_category() from None
+
+
+def _unknown_category() -> InvalidInput:
+    return InvalidInput(("body", "category_id"), "No such category.", "category_not_found")

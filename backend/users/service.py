@@ -1,0 +1,49 @@
+"""Users: created just in time from a token's claims, and kept current."""
+
+from sqlalchemy import or_
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.auth import Claims
+from backend.db import utcnow
+from backend.errors import NotFound
+from backend.models import User
+
+KNOWN_USERS_MAX = 10_000
+
+KnownUsers = dict[str, tuple[str | None, str | None]]
+"""Claims already written, per subject: a request whose claims match writes nothing."""
+
+
+async def ensure_user(session: AsyncSession, *, claims: Claims, known: KnownUsers) -> None:
+    profile = (claims.email, claims.name)
+    if known.get(claims.subject) == profile:
+        return
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    now = utcnow()
+    statement = insert(User).values(
+        id=claims.subject, email=claims.email, name=claims.name, created_at=now, updated_at=now
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[User.id],  # type: ignore[list-item]
+        set_={"email": claims.email, "name": claims.name, "updated_at": now},
+        where=or_(
+            User.email.is_distinct_from(claims.email),  # type: ignore[union-attr]
+            User.name.is_distinct_from(claims.name),  # type: ignore[union-attr]
+        ),
+    )
+    await session.exec(statement)
+    await session.commit()
+    if len(known) >= KNOWN_USERS_MAX:
+        known.clear()
+    known[claims.subject] = profile
+
+
+async def get_user(session: AsyncSession, *, user_id: str) -> User:
+    user = (await session.exec(select(User).where(User.id == user_id))).first()
+    if user is None:
+        raise NotFound
+    return user
