@@ -105,9 +105,7 @@ def issue_token(
         payload["iss"] = settings.jwt_issuer
     if settings.jwt_audience:
         payload["aud"] = settings.jwt_audience
-    return jwt.encode(
-        payload, settings.signing_secret(), algorithm=settings.jwt_algorithms[0]
-    )
+    return jwt.encode(payload, settings.signing_secret(), algorithm=settings.jwt_algorithms[0])
 
 
 bearer_scheme = HTTPBearer(auto_error=False, description="A JWT or personal access token.")

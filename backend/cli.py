@@ -57,7 +57,9 @@ def token(
     """Print a token signed with the configured (or development) secret."""
     settings = get_settings()
     typer.echo(
-        issue_token(settings, user_id, ttl_seconds=ttl, email=email, name=name, now=int(time.time()))
+        issue_token(
+            settings, user_id, ttl_seconds=ttl, email=email, name=name, now=int(time.time())
+        )
     )
 
 

@@ -162,7 +162,7 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404:
         detail = NotFound.detail
-    return problem(exc.status_code, code, detail, headers=exc.headers)
+    return problem(exc.status_code, code, detail, headers=dict(exc.headers or {}))
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -13,9 +13,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def alembic_config(settings: Settings) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option(
-        "file_template", "%%(year)d%%(month).2d%%(day).2d_%%(slug)s"
-    )
+    config.set_main_option("file_template", "%%(year)d%%(month).2d%%(day).2d_%%(slug)s")
     config.set_main_option("sqlalchemy.url", settings.database_url.replace("%", "%%"))
     return config
 

@@ -1,7 +1,7 @@
 """Every table and API schema, in the Base / table / Create / Update / Public pattern."""
 
 import unicodedata
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
 from uuid import UUID
@@ -36,11 +36,19 @@ def _single_line(value: str) -> str:
     return value
 
 
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
 Text = Annotated[str, AfterValidator(_plain_text)]
+Instant = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+"""A point in time with an explicit offset, kept in UTC."""
 Line = Annotated[Text, AfterValidator(_single_line)]
 Title = Annotated[Line, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[Text, StringConstraints(max_length=5000)]
-CategoryName = Annotated[Line, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+CategoryName = Annotated[
+    Line, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)
+]
 Color = Annotated[str, StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")]
 SearchText = Annotated[Line, StringConstraints(min_length=1, max_length=200)]
 
@@ -157,7 +165,7 @@ class TaskBase(SQLModel):
     title: Title
     description: Description | None = None
     priority: Priority = Priority.none
-    due_at: AwareDatetime | None = None
+    due_at: Instant | None = None
     category_id: UUID | None = None
 
 
@@ -208,7 +216,7 @@ class TaskUpdate(Forbid):
     title: Title | None = None
     description: Description | None = None
     priority: Priority | None = None
-    due_at: AwareDatetime | None = None
+    due_at: Instant | None = None
     category_id: UUID | None = None
     completed: bool | None = None
 

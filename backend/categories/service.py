@@ -70,7 +70,9 @@ async def update_category(
 ) -> Category:
     """Apply `changes` (field: new value); a change that changes nothing writes nothing."""
     category = await get_category(session, user_id=user_id, category_id=category_id)
-    changed = {field: value for field, value in changes.items() if getattr(category, field) != value}
+    changed = {
+        field: value for field, value in changes.items() if getattr(category, field) != value
+    }
     if not changed:
         return category
     for field, value in changed.items():

@@ -4,11 +4,10 @@ from collections.abc import Sequence
 from uuid import UUID
 
 from fastapi import APIRouter
-from pydantic import AwareDatetime
 
 from backend.deps import OwnerId, SessionDep
 from backend.history import service
-from backend.models import HistoryAction, HistoryPublic, Page, TaskHistory
+from backend.models import HistoryAction, HistoryPublic, Instant, Page, TaskHistory
 from backend.pagination import PageDep
 
 router = APIRouter(tags=["history"])
@@ -27,20 +26,24 @@ async def list_history(
     page: PageDep,
     task_id: UUID | None = None,
     action: HistoryAction | None = None,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
 ) -> Page[HistoryPublic]:
     """The caller's history, newest first; `since` is inclusive, `until` exclusive."""
     entries, next_cursor = await service.list_history(
-        session, user_id=user_id, page=page, task_id=task_id, action=action, since=since, until=until
+        session,
+        user_id=user_id,
+        page=page,
+        task_id=task_id,
+        action=action,
+        since=since,
+        until=until,
     )
     return _page(entries, next_cursor)
 
 
 @router.get("/history/{entry_id}", response_model=HistoryPublic)
-async def get_history_entry(
-    session: SessionDep, user_id: OwnerId, entry_id: UUID
-) -> HistoryPublic:
+async def get_history_entry(session: SessionDep, user_id: OwnerId, entry_id: UUID) -> HistoryPublic:
     entry = await service.get_history_entry(session, user_id=user_id, entry_id=entry_id)
     return HistoryPublic.model_validate(entry)
 

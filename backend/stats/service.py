@@ -1,10 +1,12 @@
 """Statistics: the week's activity, computed from the history so deleted tasks still count."""
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func
-from sqlmodel import select
+from sqlalchemy import ColumnElement, and_, func
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db import utcnow
@@ -23,22 +25,23 @@ async def weekly_stats(session: AsyncSession, *, user_id: str, zone: ZoneInfo) -
     days = [today - timedelta(days=offset) for offset in range(DAYS - 1, -1, -1)]
     bounds = [_local_midnight(day, zone) for day in [*days, today + timedelta(days=1)]]
 
-    counts = []
-    for start, end in zip(bounds, bounds[1:], strict=False):
-        in_day = and_(TaskHistory.occurred_at >= start, TaskHistory.occurred_at < end)
+    counts: list[ColumnElement[int]] = []
+    for start, end in pairwise(bounds):
+        in_day = and_(col(TaskHistory.occurred_at) >= start, col(TaskHistory.occurred_at) < end)
         for action in (HistoryAction.created, HistoryAction.completed):
-            counts.append(func.count().filter(and_(in_day, TaskHistory.action == action)))
+            counts.append(func.count().filter(and_(in_day, col(TaskHistory.action) == action)))
     history = select(*counts).where(
         TaskHistory.user_id == user_id,
-        TaskHistory.occurred_at >= bounds[0],
-        TaskHistory.occurred_at < bounds[-1],
-        TaskHistory.action.in_([HistoryAction.created, HistoryAction.completed]),  # type: ignore[attr-defined]
+        col(TaskHistory.occurred_at) >= bounds[0],
+        col(TaskHistory.occurred_at) < bounds[-1],
+        col(TaskHistory.action).in_([HistoryAction.created, HistoryAction.completed]),
     )
-    totals = (await session.exec(history)).one()
+    totals: Sequence[int] = (await session.exec(history)).one()  # type: ignore[assignment]
 
-    overdue = and_(Task.due_at.is_not(None), Task.due_at < now)  # type: ignore[union-attr,operator]
+    overdue = and_(col(Task.due_at).is_not(None), col(Task.due_at) < now)
     current = select(func.count(), func.count().filter(overdue)).where(
-        Task.user_id == user_id, Task.completed.is_(False)  # type: ignore[attr-defined]
+        Task.user_id == user_id,
+        col(Task.completed).is_(False),
     )
     open_count, overdue_count = (await session.exec(current)).one()
 

@@ -1,17 +1,18 @@
 """Task routes: parse, call the service, return."""
 
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response, status
-from pydantic import AwareDatetime
 
 from backend.deps import OwnerId, SessionDep, location
 from backend.models import (
+    Instant,
     Page,
     Priority,
     SearchText,
+    Task,
     TaskCreate,
     TaskPublic,
     TaskReplace,
@@ -24,7 +25,7 @@ from backend.tasks.service import TaskFilters, TaskSort
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
 
-def _page(tasks: service.Sequence[service.Task], next_cursor: str | None) -> Page[TaskPublic]:
+def _page(tasks: Sequence[Task], next_cursor: str | None) -> Page[TaskPublic]:
     return Page[TaskPublic](
         items=[TaskPublic.model_validate(task) for task in tasks], next_cursor=next_cursor
     )
@@ -40,8 +41,8 @@ async def list_tasks(
         UUID | Literal["none"] | None, Query(description="A category id, or `none`.")
     ] = None,
     priority: Priority | None = None,
-    due_before: AwareDatetime | None = None,
-    due_after: AwareDatetime | None = None,
+    due_before: Instant | None = None,
+    due_after: Instant | None = None,
     q: Annotated[SearchText | None, Query(description="Substring of title or description.")] = None,
     sort: TaskSort = "-created_at",
 ) -> Page[TaskPublic]:

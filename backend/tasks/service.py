@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, TypeAdapter
 from pydantic_core import to_jsonable_python
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -89,20 +89,20 @@ async def list_tasks(
     if filters.completed is not None:
         statement = statement.where(Task.completed == filters.completed)
     if filters.category_id == "none":
-        statement = statement.where(Task.category_id.is_(None))  # type: ignore[union-attr]
+        statement = statement.where(col(Task.category_id).is_(None))
     elif filters.category_id is not None:
         statement = statement.where(Task.category_id == filters.category_id)
     if filters.priority is not None:
         statement = statement.where(Task.priority == filters.priority)
     if filters.due_before is not None:
-        statement = statement.where(Task.due_at < filters.due_before)  # type: ignore[operator]
+        statement = statement.where(col(Task.due_at) < filters.due_before)
     if filters.due_after is not None:
-        statement = statement.where(Task.due_at >= filters.due_after)  # type: ignore[operator]
+        statement = statement.where(col(Task.due_at) >= filters.due_after)
     if filters.q is not None:
         statement = statement.where(
             or_(
-                Task.title.icontains(filters.q, autoescape=True),  # type: ignore[attr-defined]
-                Task.description.icontains(filters.q, autoescape=True),  # type: ignore[union-attr]
+                col(Task.title).icontains(filters.q, autoescape=True),
+                col(Task.description).icontains(filters.q, autoescape=True),
             )
         )
     return await fetch_page(
@@ -165,9 +165,9 @@ async def uncategorize_tasks(
     """Detach a category's tasks, with an entry each; the caller commits."""
     detached = await session.exec(
         update(Task)
-        .where(Task.user_id == user_id, Task.category_id == category_id)  # type: ignore[arg-type]
-        .values(category_id=None, updated_at=at, version=Task.version + 1)
-        .returning(Task.id, Task.title)  # type: ignore[arg-type]
+        .where(col(Task.user_id) == user_id, col(Task.category_id) == category_id)
+        .values(category_id=None, updated_at=at, version=col(Task.version) + 1)
+        .returning(col(Task.id), col(Task.title))
         .execution_options(synchronize_session=False)
     )
     change = {"category_id": {"from": str(category_id), "to": None}}
@@ -192,9 +192,7 @@ def _json(value: Any) -> Any:
     return to_jsonable_python(value)
 
 
-async def _check_category(
-    session: AsyncSession, *, user_id: str, category_id: UUID | None
-) -> None:
+async def _check_category(session: AsyncSession, *, user_id: str, category_id: UUID | None) -> None:
     if category_id is None:
         return
     found = select(Category.id).where(Category.user_id == user_id, Category.id == category_id)

@@ -28,7 +28,7 @@ async def ensure_user(session: AsyncSession, *, claims: Claims, known: KnownUser
         id=claims.subject, email=claims.email, name=claims.name, created_at=now, updated_at=now
     )
     statement = statement.on_conflict_do_update(
-        index_elements=[User.id],  # type: ignore[list-item]
+        index_elements=[User.id],
         set_={"email": claims.email, "name": claims.name, "updated_at": now},
         where=or_(
             User.email.is_distinct_from(claims.email),  # type: ignore[union-attr]

@@ -1,0 +1,133 @@
+"""Fixtures: a migrated database (SQLite by default, `TEST_DATABASE_URL` for PostgreSQL),
+an app per test, tokens, and factories that go through the API."""
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine, text
+from sqlmodel import Session
+
+from backend import migrate
+from backend.config import Settings
+from backend.main import create_app
+
+SECRET = "test-secret-that-is-long-enough-for-hs256!"
+TABLES = ("task_history", "tasks", "categories", "users")
+
+Headers = dict[str, str]
+AuthFactory = Callable[..., Headers]
+Factory = Callable[..., dict[str, Any]]
+
+
+def sync_url(async_url: str) -> str:
+    """The same database through a synchronous driver, for setting up and asserting rows."""
+    return async_url.replace("sqlite+aiosqlite", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        return url
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(
+        _env_file=None,
+        environment="test",
+        database_url=database_url,
+        jwt_secret=SECRET,
+    )
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> Iterator[Engine]:
+    migrate.downgrade(settings, "base")
+    migrate.upgrade(settings)
+    engine = create_engine(sync_url(settings.database_url))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db(engine: Engine) -> Iterator[Session]:
+    """A session for arranging and checking stored rows; every table is emptied after."""
+    with Session(engine) as session:
+        yield session
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text(f"TRUNCATE {', '.join(TABLES)}"))
+        else:
+            for table in TABLES:
+                connection.execute(text(f"DELETE FROM {table}"))  # noqa: S608
+
+
+@pytest.fixture
+def client(settings: Settings, db: Session) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def make_token(subject: Any = "alice", *, secret: str = SECRET, **claims: Any) -> str:
+    now = int(time.time())
+    payload = {"sub": subject, "iat": now, "exp": now + 600, **claims}
+    return jwt.encode({k: v for k, v in payload.items() if v is not None}, secret)
+
+
+@pytest.fixture
+def auth() -> AuthFactory:
+    """`auth("alice")`: the headers of a request made as that user."""
+
+    def headers(user: str = "alice", **claims: Any) -> Headers:
+        return {"Authorization": f"Bearer {make_token(user, **claims)}"}
+
+    return headers
+
+
+@pytest.fixture
+def make_task(client: TestClient, auth: AuthFactory) -> Factory:
+    def create(user: str = "alice", **fields: Any) -> dict[str, Any]:
+        response = client.post(
+            f"/api/{user}/tasks", json={"title": "A task", **fields}, headers=auth(user)
+        )
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    return create
+
+
+@pytest.fixture
+def make_category(client: TestClient, auth: AuthFactory) -> Factory:
+    def create(user: str = "alice", **fields: Any) -> dict[str, Any]:
+        response = client.post(
+            f"/api/{user}/categories", json={"name": "Home", **fields}, headers=auth(user)
+        )
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    return create
+
+
+def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
+    """The response is an RFC 9457 problem with that status and code."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["code"] == code
+    assert {"type", "title", "detail"} <= body.keys()
+    return body
+
+
+def migrations_dir() -> Path:
+    return migrate.MIGRATIONS
