@@ -11,7 +11,6 @@ from pydantic import BaseModel
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("todo_api")
 
@@ -93,6 +92,12 @@ class InvalidInput(AppError):
     def __init__(self, loc: tuple[str | int, ...], msg: str, error_type: str = "value_error"):
         super().__init__("The request is not valid.")
         self.errors = [{"loc": list(loc), "msg": msg, "type": error_type}]
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+    code = "payload_too_large"
+    detail = "The request body is too large."
 
 
 class DatabaseUnavailable(AppError):
@@ -180,40 +185,6 @@ async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem(error.status, error.code, error.detail, headers=error.headers)
 
 
-class CatchUnexpected:
-    """Answer any exception no handler took with a bare 500 problem, logged without a trace.
-
-    Starlette's own last-resort handler re-raises to the server, which prints the traceback
-    (and with it SQL text or values) to the log; this middleware stops the exception here.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def send_tracking(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_tracking)
-        except Exception as exc:
-            frame = exc.__traceback__
-            while frame is not None and frame.tb_next is not None:
-                frame = frame.tb_next
-            where = f"{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}" if frame else "?"
-            logger.error("unhandled %s at %s", type(exc).__name__, where)
-            if not started:
-                response = problem(500, AppError.code, AppError.detail)
-                await response(scope, receive, send)
-
-
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(HTTPException, _http_error)
@@ -221,4 +192,3 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PoolTimeoutError, _database_error)
     app.add_exception_handler(OperationalError, _database_error)
     app.add_exception_handler(InterfaceError, _database_error)
-    app.add_middleware(CatchUnexpected)

@@ -18,6 +18,7 @@ from backend.config import Settings, get_settings
 from backend.deps import SessionDep, require_owner
 from backend.errors import PROBLEM_RESPONSES, DatabaseUnavailable, install_error_handlers
 from backend.history.routes import router as history_router
+from backend.middleware import CatchUnexpected, LimitBody
 from backend.pagination import CursorSigner
 from backend.stats.routes import router as stats_router
 from backend.tasks.routes import router as tasks_router
@@ -43,13 +44,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         summary="A multi-user task API with strict per-user isolation.",
         lifespan=lifespan,
-        max_body_size=MAX_BODY_BYTES,
         generate_unique_id_function=_operation_id,
     )
     app.state.verifier = auth.create_verifier(settings)
     app.state.cursor_signer = CursorSigner(settings.signing_secret())
     app.state.known_users = {}
     install_error_handlers(app)
+    app.add_middleware(LimitBody, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(CatchUnexpected)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

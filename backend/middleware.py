@@ -1,0 +1,77 @@
+"""ASGI middleware: the request body limit and the last-resort error catcher."""
+
+import logging
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from backend.errors import AppError, PayloadTooLarge, problem
+
+logger = logging.getLogger("todo_api")
+
+
+class LimitBody:
+    """Refuse a body over `max_bytes` with 413 before it is buffered whole.
+
+    A declared `Content-Length` is refused before a byte is read; a chunked body is
+    counted as it streams in.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            error = PayloadTooLarge()
+            await problem(error.status, error.code, error.detail)(scope, receive, send)
+            return
+        received = 0
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise PayloadTooLarge
+            return message
+
+        await self.app(scope, receive_limited, send)
+
+
+class CatchUnexpected:
+    """Answer any exception no handler took with a bare 500 problem, logged without a trace.
+
+    Starlette's own last-resort handler re-raises to the server, which prints the traceback
+    (and with it SQL text or values) to the log; this middleware stops the exception here.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception as exc:
+            frame = exc.__traceback__
+            while frame is not None and frame.tb_next is not None:
+                frame = frame.tb_next
+            where = f"{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}" if frame else "?"
+            logger.error("unhandled %s at %s", type(exc).__name__, where)
+            if not started:
+                response = problem(500, AppError.code, AppError.detail)
+                await response(scope, receive, send)
