@@ -6,7 +6,14 @@ from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
 from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    StringConstraints,
+    field_validator,
+)
 from sqlalchemy import JSON, ForeignKeyConstraint, Index, SmallInteger, String, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -17,6 +24,7 @@ from uuid6 import uuid7
 from backend.db import UTCDateTime
 
 USER_ID_MAX = 255
+T = TypeVar("T")
 ALLOWED_CONTROLS = frozenset("\t\n\r")
 
 
@@ -41,14 +49,19 @@ def _to_utc(value: datetime) -> datetime:
 
 
 Text = Annotated[str, AfterValidator(_plain_text)]
+Line = Annotated[Text, AfterValidator(_single_line)]
 Instant = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 """A point in time with an explicit offset, kept in UTC."""
-Line = Annotated[Text, AfterValidator(_single_line)]
-Title = Annotated[Line, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+# Trimmed first, so that lengths count what is stored and blank is empty.
+_TRIMMED_LINE = (
+    AfterValidator(str.strip),
+    AfterValidator(_plain_text),
+    AfterValidator(_single_line),
+)
+Title = Annotated[str, *_TRIMMED_LINE, StringConstraints(min_length=1, max_length=200)]
+CategoryName = Annotated[str, *_TRIMMED_LINE, StringConstraints(min_length=1, max_length=50)]
 Description = Annotated[Text, StringConstraints(max_length=5000)]
-CategoryName = Annotated[
-    Line, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)
-]
 Color = Annotated[str, StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")]
 SearchText = Annotated[Line, StringConstraints(min_length=1, max_length=200)]
 
@@ -88,6 +101,13 @@ class Forbid(SQLModel):
     """A request body: unknown and server-owned fields are refused."""
 
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+
+def _present(value: T | None) -> T:
+    """For PATCH fields that may be left out but not set to null."""
+    if value is None:
+        raise ValueError("may be left out, but not null")
+    return value
 
 
 def _owner_key() -> Any:
@@ -150,6 +170,8 @@ class CategoryCreate(CategoryBase, Forbid):
 class CategoryUpdate(Forbid):
     name: CategoryName | None = None
     color: Color | None = None
+
+    _name_present = field_validator("name")(_present)
 
 
 # A category as the API returns it.
@@ -220,6 +242,8 @@ class TaskUpdate(Forbid):
     category_id: UUID | None = None
     completed: bool | None = None
 
+    _required_present = field_validator("title", "priority", "completed")(_present)
+
 
 # A task as the API returns it.
 class TaskPublic(TaskBase):
@@ -257,9 +281,6 @@ class HistoryPublic(SQLModel):
     changes: dict[str, Any]
     title: str
     occurred_at: datetime
-
-
-T = TypeVar("T")
 
 
 # One page of a list; `next_cursor` is null on the last page.
