@@ -9,6 +9,7 @@ from typing import Any
 
 import jwt
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 from sqlmodel import Session
@@ -70,9 +71,16 @@ def db(engine: Engine) -> Iterator[Session]:
                 connection.execute(text(f"DELETE FROM {table}"))  # noqa: S608
 
 
+@pytest.fixture(scope="session")
+def app(settings: Settings) -> FastAPI:
+    """One app for the session (building one costs more than most tests)."""
+    return create_app(settings)
+
+
 @pytest.fixture
-def client(settings: Settings, db: Session) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as client:
+def client(app: FastAPI, db: Session) -> Iterator[TestClient]:
+    app.state.known_users.clear()  # the tables are emptied between tests
+    with TestClient(app) as client:
         yield client
 
 
