@@ -38,6 +38,7 @@ class SecretVerifier:
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._leeway = settings.jwt_leeway_seconds
+        self._max_lifetime = settings.jwt_max_lifetime_seconds
 
     async def verify(self, token: str) -> Claims:
         try:
@@ -56,10 +57,10 @@ class SecretVerifier:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken from exc
-        return claims_from(header, payload)
+        return claims_from(header, payload, max_lifetime=self._max_lifetime)
 
 
-def claims_from(header: dict[str, Any], payload: dict[str, Any]) -> Claims:
+def claims_from(header: dict[str, Any], payload: dict[str, Any], *, max_lifetime: int) -> Claims:
     """The checks every mode shares, past the signature and the registered claims."""
     token_type = header.get("typ")
     if token_type is not None and str(token_type).lower() not in ALLOWED_TYPES:
@@ -68,6 +69,8 @@ def claims_from(header: dict[str, Any], payload: dict[str, Any]) -> Claims:
         value = payload.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise InvalidToken
+    if payload["exp"] - payload["iat"] > max_lifetime:
+        raise InvalidToken("The token's lifetime is longer than this service accepts.")
     subject = payload.get("sub")
     if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT_LENGTH:
         raise InvalidToken

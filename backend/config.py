@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
     jwt_algorithms: Annotated[list[str], NoDecode] = ["HS256"]
     jwt_leeway_seconds: int = 30
+    jwt_max_lifetime_seconds: int = 30 * 86_400
     cors_origins: Annotated[list[str], NoDecode] = []
     db_pool_size: int = 10
     db_max_overflow: int = 10

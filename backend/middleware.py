@@ -3,6 +3,7 @@
 import logging
 
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.errors import AppError, PayloadTooLarge, problem
@@ -37,7 +38,8 @@ class LimitBody:
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_bytes:
-                raise PayloadTooLarge
+                # An HTTPException passes through FastAPI's body parsing unchanged.
+                raise HTTPException(PayloadTooLarge.status, PayloadTooLarge.detail)
             return message
 
         await self.app(scope, receive_limited, send)

@@ -1,0 +1,373 @@
+"""Bearer tokens: header parsing, every rejected token, iss/aud, settings, just-in-time users."""
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx2
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+from sqlmodel import Session, select
+
+from backend.config import Settings
+from backend.main import create_app
+from backend.models import User
+from tests.conftest import SECRET, AuthFactory, assert_problem, make_token
+
+OTHER_SECRET = "another-secret-that-is-also-long-enough!!"
+ISSUER = "https://auth.example.com"
+AUDIENCE = "todo-api"
+DROP = object()
+
+TokenBuilder = Callable[[int], str]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _segment(value: Any) -> str:
+    return _b64(json.dumps(value, separators=(",", ":")).encode())
+
+
+def _claims(now: int, **changes: Any) -> dict[str, Any]:
+    claims = {"sub": "alice", "iat": now, "exp": now + 600, **changes}
+    return {name: value for name, value in claims.items() if value is not DROP}
+
+
+def craft(payload: dict[str, Any], header: Any = None, secret: str = SECRET) -> str:
+    """An HS256 token built by hand, so that no library refuses to write a bad one."""
+    header = {"alg": "HS256", "typ": "JWT"} if header is None else header
+    signing_input = f"{_segment(header)}.{_segment(payload)}"
+    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64(signature)}"
+
+
+def _unsigned(now: int, alg: str) -> str:
+    return f"{_segment({'alg': alg, 'typ': 'JWT'})}.{_segment(_claims(now))}."
+
+
+def _flipped_signature(now: int) -> str:
+    head, payload, signature = craft(_claims(now)).split(".")
+    raw = bytearray(base64.urlsafe_b64decode(signature + "="))
+    raw[0] ^= 0x01
+    return f"{head}.{payload}.{_b64(bytes(raw))}"
+
+
+def _changed_payload(now: int) -> str:
+    head, _, signature = craft(_claims(now)).split(".")
+    return f"{head}.{_segment(_claims(now, exp=now + 601))}.{signature}"
+
+
+def _standard_alphabet(now: int) -> str:
+    """A valid token whose signature is rewritten with `+` and `/` (base64, not base64url)."""
+    for nonce in range(1000):
+        token = craft(_claims(now, nonce=nonce))
+        if "-" in token.rsplit(".", 1)[1] or "_" in token.rsplit(".", 1)[1]:
+            return token.translate(str.maketrans("-_", "+/"))
+    raise AssertionError("no signature with - or _")
+
+
+def _segments(now: int, count: int) -> str:
+    parts = craft(_claims(now)).split(".")
+    return ".".join((parts * 2)[:count])
+
+
+INVALID: list[Any] = [
+    pytest.param(lambda now: craft(_claims(now), secret=OTHER_SECRET), id="wrong-secret"),
+    pytest.param(lambda now: craft(_claims(now, iat=now - 900, exp=now - 31)), id="expired-31s"),
+    pytest.param(lambda now: craft(_claims(now, nbf=now + 60)), id="nbf-in-future"),
+    pytest.param(lambda now: craft(_claims(now, iat=now + 60)), id="iat-in-future"),
+    pytest.param(lambda now: craft(_claims(now, exp=DROP)), id="no-exp"),
+    pytest.param(lambda now: craft(_claims(now, iat=DROP)), id="no-iat"),
+    pytest.param(lambda now: craft(_claims(now, sub=DROP)), id="no-sub"),
+    pytest.param(lambda now: craft(_claims(now, sub="")), id="empty-sub"),
+    pytest.param(lambda now: craft(_claims(now, sub=42)), id="sub-number"),
+    pytest.param(lambda now: craft(_claims(now, sub=["alice"])), id="sub-list"),
+    pytest.param(lambda now: craft(_claims(now, sub="a" * 256)), id="sub-256-chars"),
+    pytest.param(lambda now: craft(_claims(now, exp=str(now + 600))), id="exp-string"),
+    pytest.param(lambda now: craft(_claims(now, exp=10**20)), id="exp-absurdly-large"),
+    pytest.param(lambda now: _unsigned(now, "none"), id="alg-none"),
+    pytest.param(lambda now: _unsigned(now, "None"), id="alg-None"),
+    pytest.param(lambda now: _unsigned(now, "NONE"), id="alg-NONE"),
+    pytest.param(lambda now: _unsigned(now, "nOnE"), id="alg-nOnE"),
+    pytest.param(lambda now: _unsigned(now, "HS256"), id="stripped-signature"),
+    pytest.param(lambda now: craft(_claims(now), {"alg": "HS256", "typ": "JWS"}), id="typ-JWS"),
+    pytest.param(lambda now: craft(_claims(now, pad="x" * 9000)), id="over-8KiB"),
+    pytest.param(lambda now: "gArBaGe-not-a-token-at-all", id="garbage"),
+    pytest.param(lambda now: "null", id="null"),
+    pytest.param(lambda now: "sess_2b7c9f0e4d1a4f6b8c3e5a7d9f1b3c5e", id="session-id"),
+    pytest.param(lambda now: _segments(now, 1), id="1-segment"),
+    pytest.param(lambda now: _segments(now, 2), id="2-segments"),
+    pytest.param(lambda now: _segments(now, 4), id="4-segments"),
+    pytest.param(lambda now: _segments(now, 5), id="5-segments"),
+    pytest.param(lambda now: craft(_claims(now)).replace(".", ".*", 1), id="star-in-payload"),
+    pytest.param(lambda now: craft(_claims(now)) + "!", id="bang-in-signature"),
+    pytest.param(_standard_alphabet, id="plus-slash-in-signature"),
+    pytest.param(_flipped_signature, id="flipped-signature-bit"),
+    pytest.param(_changed_payload, id="changed-payload"),
+]
+
+VALID: list[Any] = [
+    pytest.param(lambda now: craft(_claims(now, iat=now - 900, exp=now - 10)), id="expired-10s"),
+    pytest.param(lambda now: craft(_claims(now), {"alg": "HS256"}), id="typ-absent"),
+    pytest.param(lambda now: craft(_claims(now), {"alg": "HS256", "typ": "JWT"}), id="typ-JWT"),
+    pytest.param(lambda now: craft(_claims(now), {"alg": "HS256", "typ": "at+jwt"}), id="at+jwt"),
+]
+
+
+def assert_invalid_token(response: httpx2.Response, token: str) -> None:
+    assert_problem(response, 401, "invalid_token")
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    assert token not in response.text
+    assert not any(len(part) >= 8 and part in response.text for part in token.split("."))
+
+
+def assert_not_authenticated(response: httpx2.Response) -> None:
+    assert_problem(response, 401, "not_authenticated")
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("build", INVALID)
+def test_request_with_invalid_token_is_401(
+    client: TestClient, db: Session, build: TokenBuilder
+) -> None:
+    token = build(int(time.time()))
+
+    response = client.get("/api/alice/me", headers={"Authorization": f"Bearer {token}"})
+
+    assert_invalid_token(response, token)
+    assert db.exec(select(User)).all() == []
+
+
+@pytest.mark.parametrize("build", VALID)
+def test_request_with_valid_token_is_served(client: TestClient, build: TokenBuilder) -> None:
+    response = client.get(
+        "/api/alice/me", headers={"Authorization": f"Bearer {build(int(time.time()))}"}
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == "alice"
+
+
+def test_subject_of_255_characters_is_accepted(client: TestClient, auth: AuthFactory) -> None:
+    subject = "a" * 255
+
+    response = client.get(f"/api/{subject}/me", headers=auth(subject))
+
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == subject
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        pytest.param("Basic YWxpY2U6c2VjcmV0", id="basic"),
+        pytest.param("Bearer", id="bearer-alone"),
+        pytest.param("Bearer    ", id="bearer-spaces"),
+        pytest.param("Token {token}", id="other-scheme"),
+        pytest.param("Bearer{token}", id="no-space"),
+        pytest.param("{token}", id="no-scheme"),
+    ],
+)
+def test_request_without_bearer_scheme_is_401_missing(
+    client: TestClient, authorization: str
+) -> None:
+    header = authorization.format(token=make_token("alice"))
+
+    response = client.get("/api/alice/me", headers={"Authorization": header})
+
+    assert_not_authenticated(response)
+
+
+def test_request_without_authorization_is_401_missing(client: TestClient) -> None:
+    assert_not_authenticated(client.get("/api/alice/me"))
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+def test_scheme_in_any_case_is_accepted(client: TestClient, scheme: str) -> None:
+    response = client.get(
+        "/api/alice/me", headers={"Authorization": f"{scheme} {make_token('alice')}"}
+    )
+
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("name", ["access_token", "token", "jwt"])
+def test_token_only_in_query_string_is_401_missing(client: TestClient, name: str) -> None:
+    response = client.get("/api/alice/me", params={name: make_token("alice")})
+
+    assert_not_authenticated(response)
+
+
+def test_token_only_in_cookie_is_401_missing(client: TestClient) -> None:
+    token = make_token("alice")
+    cookie = f"access_token={token}; token={token}; better-auth.session_token={token}"
+
+    response = client.get("/api/alice/me", headers={"Cookie": cookie})
+
+    assert_not_authenticated(response)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "path_user"),
+    [
+        pytest.param("alice", "bob", "alice", id="alice-then-bob-on-alice"),
+        pytest.param("alice", "bob", "bob", id="alice-then-bob-on-bob"),
+        pytest.param("bob", "alice", "alice", id="bob-then-alice-on-alice"),
+        pytest.param("alice", "alice", "alice", id="same-token-twice"),
+    ],
+)
+def test_two_authorization_headers_are_refused(
+    client: TestClient, db: Session, first: str, second: str, path_user: str
+) -> None:
+    headers = [
+        ("Authorization", f"Bearer {make_token(first)}"),
+        ("Authorization", f"Bearer {make_token(second)}"),
+    ]
+
+    response = client.get(f"/api/{path_user}/me", headers=headers)
+
+    assert response.status_code in (400, 401), response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert db.exec(select(User)).all() == []
+
+
+@pytest.fixture
+def strict_client(settings: Settings, db: Session) -> Iterator[TestClient]:
+    """An app that also checks the token's issuer and audience."""
+    strict = settings.model_copy(update={"jwt_issuer": ISSUER, "jwt_audience": AUDIENCE})
+    with TestClient(create_app(strict)) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        pytest.param({"iss": "https://evil.example.com", "aud": AUDIENCE}, id="wrong-iss"),
+        pytest.param({"iss": ISSUER, "aud": "other-api"}, id="wrong-aud"),
+        pytest.param({"aud": AUDIENCE}, id="missing-iss"),
+        pytest.param({"iss": ISSUER}, id="missing-aud"),
+        pytest.param({}, id="missing-both"),
+    ],
+)
+def test_issuer_and_audience_are_enforced_when_configured(
+    strict_client: TestClient, claims: dict[str, str]
+) -> None:
+    token = make_token("alice", **claims)
+
+    response = strict_client.get("/api/alice/me", headers={"Authorization": f"Bearer {token}"})
+
+    assert_invalid_token(response, token)
+
+
+@pytest.mark.parametrize(
+    "audience", [pytest.param(AUDIENCE, id="string"), pytest.param(["x", AUDIENCE], id="list")]
+)
+def test_right_issuer_and_audience_are_accepted(
+    strict_client: TestClient, audience: str | list[str]
+) -> None:
+    token = make_token("alice", iss=ISSUER, aud=audience)
+
+    response = strict_client.get("/api/alice/me", headers={"Authorization": f"Bearer {token}"})
+
+    assert response.status_code == 200, response.text
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("JWT_SECRET", "BETTER_AUTH_SECRET", "JWT_ALGORITHMS", "DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ENVIRONMENT", "test")
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        pytest.param("short", id="5-bytes"),
+        pytest.param("x" * 31, id="31-bytes"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_settings_refuse_a_short_secret(clean_env: pytest.MonkeyPatch, secret: str) -> None:
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, jwt_secret=secret)
+
+
+@pytest.mark.parametrize("secret", ["x" * 32, "\u00e9" * 16])
+def test_settings_accept_a_secret_of_32_bytes(clean_env: pytest.MonkeyPatch, secret: str) -> None:
+    assert Settings(_env_file=None, jwt_secret=secret).signing_secret() == secret
+
+
+@pytest.mark.parametrize("algorithms", ["RS256", "HS256,RS256", "EdDSA", "none"])
+def test_settings_refuse_public_key_algorithms_with_a_secret(
+    clean_env: pytest.MonkeyPatch, algorithms: str
+) -> None:
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, jwt_secret=SECRET, jwt_algorithms=algorithms)
+
+
+def test_settings_refuse_public_key_algorithms_from_env(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("JWT_SECRET", SECRET)
+    clean_env.setenv("JWT_ALGORITHMS", "RS256")
+
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None)
+
+
+def test_settings_accept_better_auth_secret_alias(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("BETTER_AUTH_SECRET", SECRET)
+
+    assert Settings(_env_file=None).signing_secret() == SECRET
+
+
+def test_settings_refuse_a_short_better_auth_secret(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("BETTER_AUTH_SECRET", "short")
+
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgres://u:p@db:5432/todo", "postgresql://u:p@db:5432/todo"],
+)
+def test_database_url_maps_to_psycopg(clean_env: pytest.MonkeyPatch, url: str) -> None:
+    from_argument = Settings(_env_file=None, database_url=url)
+    clean_env.setenv("DATABASE_URL", url)
+    from_env = Settings(_env_file=None)
+
+    assert from_argument.database_url == "postgresql+psycopg://u:p@db:5432/todo"
+    assert from_env.database_url == "postgresql+psycopg://u:p@db:5432/todo"
+
+
+def test_first_request_creates_user_from_claims(
+    client: TestClient, auth: AuthFactory, db: Session
+) -> None:
+    response = client.get(
+        "/api/alice/me", headers=auth("alice", email="alice@example.com", name="Alice")
+    )
+
+    assert response.status_code == 200
+    user = db.exec(select(User)).one()
+    assert (user.id, user.email, user.name) == ("alice", "alice@example.com", "Alice")
+
+
+def test_later_token_with_changed_email_updates_user(
+    client: TestClient, auth: AuthFactory, db: Session
+) -> None:
+    first = client.get("/api/alice/me", headers=auth("alice", email="old@example.com"))
+    second = client.get(
+        "/api/alice/me", headers=auth("alice", email="new@example.com", name="Alice")
+    )
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert second.json()["email"] == "new@example.com"
+    user = db.exec(select(User)).one()
+    assert (user.id, user.email, user.name) == ("alice", "new@example.com", "Alice")

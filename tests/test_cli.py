@@ -1,0 +1,121 @@
+"""The todo-api command: token and openapi, with a configured or a development secret."""
+
+import json
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import jwt
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from backend import config
+from backend.cli import app
+from tests.conftest import SECRET
+
+runner = CliRunner()
+
+
+def _clear_caches() -> None:
+    config.get_settings.cache_clear()
+    config._development_secret.cache_clear()
+
+
+@pytest.fixture
+def workdir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pytest.MonkeyPatch]:
+    """An empty working directory (no `.env`, no development secret) and fresh settings."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("JWT_SECRET", "BETTER_AUTH_SECRET", "JWT_ISSUER", "JWT_AUDIENCE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ENVIRONMENT", "development")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/cli.db")
+    _clear_caches()
+    yield monkeypatch
+    _clear_caches()
+
+
+def _token(*args: str) -> str:
+    result = runner.invoke(app, ["token", *args])
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip()
+
+
+def test_token_is_accepted_by_the_app(workdir: pytest.MonkeyPatch, client: TestClient) -> None:
+    workdir.setenv("JWT_SECRET", SECRET)
+
+    token = _token("alice", "--email", "a@b.c")
+    response = client.get("/api/alice/me", headers={"Authorization": f"Bearer {token}"})
+
+    assert response.status_code == 200, response.text
+    assert (response.json()["id"], response.json()["email"]) == ("alice", "a@b.c")
+
+
+def test_token_carries_claims_and_ttl(workdir: pytest.MonkeyPatch) -> None:
+    workdir.setenv("JWT_SECRET", SECRET)
+
+    token = _token("bob", "--email", "b@example.com", "--name", "Bob", "--ttl", "120")
+
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"])
+    assert (claims["sub"], claims["email"], claims["name"]) == ("bob", "b@example.com", "Bob")
+    assert claims["exp"] - claims["iat"] == 120
+
+
+def test_token_with_wrong_secret_is_refused_by_the_app(
+    workdir: pytest.MonkeyPatch, client: TestClient
+) -> None:
+    workdir.setenv("JWT_SECRET", "a-different-secret-of-more-than-32-bytes")
+
+    token = _token("alice")
+    response = client.get("/api/alice/me", headers={"Authorization": f"Bearer {token}"})
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "invalid_token"
+
+
+def test_openapi_prints_the_document(workdir: pytest.MonkeyPatch) -> None:
+    workdir.setenv("JWT_SECRET", SECRET)
+
+    result = runner.invoke(app, ["openapi"])
+
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert "/api/{user_id}/tasks" in document["paths"]
+    assert "/api/{user_id}/me" in document["paths"]
+
+
+def test_token_without_secret_creates_development_secret(
+    workdir: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secret_file = tmp_path / ".todo-api-dev-secret"
+    assert not secret_file.exists()
+
+    token = _token("alice")
+
+    assert secret_file.exists()
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    secret = secret_file.read_text().strip()
+    assert len(secret.encode()) >= 32
+    assert jwt.decode(token, secret, algorithms=["HS256"])["sub"] == "alice"
+
+
+def test_token_reuses_an_existing_development_secret(
+    workdir: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    first = _token("alice")
+    secret = (tmp_path / ".todo-api-dev-secret").read_text().strip()
+    _clear_caches()
+
+    second = _token("bob")
+
+    assert (tmp_path / ".todo-api-dev-secret").read_text().strip() == secret
+    assert jwt.decode(first, secret, algorithms=["HS256"])["sub"] == "alice"
+    assert jwt.decode(second, secret, algorithms=["HS256"])["sub"] == "bob"
+
+
+def test_token_without_user_id_fails(workdir: pytest.MonkeyPatch) -> None:
+    workdir.setenv("JWT_SECRET", SECRET)
+
+    result = runner.invoke(app, ["token"])
+
+    assert result.exit_code != 0

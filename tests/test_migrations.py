@@ -1,0 +1,178 @@
+"""Alembic migrations on a fresh database, and the keys the schema enforces by itself."""
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from uuid import UUID
+
+import pytest
+from alembic import command
+from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from backend import migrate
+from backend.config import Settings
+from backend.models import Category, HistoryAction, Task, TaskHistory, User
+from tests.conftest import SECRET, TABLES, sync_url
+
+NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+ALICE_CATEGORY = UUID("00000000-0000-7000-8000-0000000000a1")
+BOB_CATEGORY = UUID("00000000-0000-7000-8000-0000000000b1")
+TASK = UUID("00000000-0000-7000-8000-0000000000a2")
+
+
+@pytest.fixture
+def fresh_settings(engine: Engine, tmp_path: os.PathLike[str]) -> Iterator[Settings]:
+    """Settings for an empty database: a new SQLite file, or a throwaway PostgreSQL database."""
+    if engine.dialect.name != "postgresql":
+        yield Settings(
+            _env_file=None,
+            environment="test",
+            database_url=f"sqlite:///{tmp_path}/fresh.db",
+            jwt_secret=SECRET,
+        )
+        return
+    name = f"todo_h3_migrations_{os.getpid()}"
+    admin = engine.execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        url = engine.url.set(database=name).render_as_string(hide_password=False)
+        yield Settings(_env_file=None, environment="test", database_url=url, jwt_secret=SECRET)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _tables(settings: Settings) -> set[str]:
+    engine = create_engine(sync_url(settings.database_url))
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_head_creates_the_four_tables(fresh_settings: Settings) -> None:
+    assert _tables(fresh_settings) & set(TABLES) == set()
+
+    migrate.upgrade(fresh_settings)
+
+    assert _tables(fresh_settings) >= {*TABLES, "alembic_version"}
+
+
+def test_downgrade_base_removes_the_tables(fresh_settings: Settings) -> None:
+    migrate.upgrade(fresh_settings)
+
+    migrate.downgrade(fresh_settings, "base")
+
+    assert _tables(fresh_settings) & set(TABLES) == set()
+
+
+def test_upgrade_after_downgrade_recreates_the_tables(fresh_settings: Settings) -> None:
+    migrate.upgrade(fresh_settings)
+    migrate.downgrade(fresh_settings, "base")
+
+    migrate.upgrade(fresh_settings)
+
+    assert _tables(fresh_settings) >= set(TABLES)
+
+
+def test_upgrade_head_twice_changes_nothing(fresh_settings: Settings) -> None:
+    migrate.upgrade(fresh_settings)
+
+    migrate.upgrade(fresh_settings)
+
+    assert _tables(fresh_settings) >= set(TABLES)
+
+
+def test_check_finds_no_drift_after_upgrade(fresh_settings: Settings) -> None:
+    migrate.upgrade(fresh_settings)
+
+    command.check(migrate.alembic_config(fresh_settings))
+
+
+def _enforce_foreign_keys(db: Session) -> None:
+    """SQLite checks foreign keys only when asked, as the service's own engine always does."""
+    if db.get_bind().dialect.name == "sqlite":
+        db.connection().exec_driver_sql("PRAGMA foreign_keys=ON")
+
+
+def _user(user_id: str) -> User:
+    return User(id=user_id, created_at=NOW, updated_at=NOW)
+
+
+def _category(user_id: str, category_id: UUID) -> Category:
+    return Category(
+        user_id=user_id,
+        id=category_id,
+        name=f"{user_id} home",
+        name_key=f"{user_id} home",
+        created_at=NOW,
+        updated_at=NOW,
+    )
+
+
+def _task(user_id: str, task_id: UUID, category_id: UUID | None = None) -> Task:
+    return Task(
+        user_id=user_id,
+        id=task_id,
+        title="Stored directly",
+        category_id=category_id,
+        created_at=NOW,
+        updated_at=NOW,
+    )
+
+
+def test_database_refuses_task_in_another_users_category(db: Session) -> None:
+    _enforce_foreign_keys(db)
+    db.add_all([_user("alice"), _user("bob")])
+    db.commit()
+    db.add_all([_category("alice", ALICE_CATEGORY), _category("bob", BOB_CATEGORY)])
+    db.commit()
+    db.add(_task("alice", TASK, ALICE_CATEGORY))
+    db.commit()
+
+    db.add(_task("alice", UUID(int=TASK.int + 1), BOB_CATEGORY))
+    with pytest.raises(IntegrityError):
+        db.commit()
+    db.rollback()
+
+    stored = db.exec(select(Task.id, Task.category_id)).all()
+    assert [tuple(row) for row in stored] == [(TASK, ALICE_CATEGORY)]
+
+
+def test_database_refuses_row_of_unknown_user(db: Session) -> None:
+    _enforce_foreign_keys(db)
+    db.add(_category("nobody", BOB_CATEGORY))
+
+    with pytest.raises(IntegrityError):
+        db.commit()
+    db.rollback()
+
+
+def test_history_row_survives_deletion_of_its_task(db: Session) -> None:
+    _enforce_foreign_keys(db)
+    db.add(_user("alice"))
+    db.commit()
+    task = _task("alice", TASK)
+    db.add(task)
+    db.add(
+        TaskHistory(
+            user_id="alice",
+            task_id=TASK,
+            action=HistoryAction.created,
+            changes={"title": {"from": None, "to": "Stored directly"}},
+            title="Stored directly",
+            occurred_at=NOW,
+        )
+    )
+    db.commit()
+
+    db.delete(task)
+    db.commit()
+
+    assert db.exec(select(Task)).all() == []
+    entry = db.exec(select(TaskHistory)).one()
+    assert (entry.task_id, entry.action, entry.title) == (TASK, "created", "Stored directly")
