@@ -11,19 +11,21 @@ from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import Depends, Query, Request
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy import ColumnElement, and_, bindparam, or_, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from backend.errors import InvalidInput
+from backend.models import Page
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
 MAC_BYTES = 16
 
 Row = TypeVar("Row")
+Item = TypeVar("Item", bound=BaseModel)
 
 
 class CursorSigner:
@@ -147,3 +149,10 @@ async def fetch_page(
         return rows, None
     rows = rows[: page.limit]
     return rows, page.signer.encode(owner, scope, keyset.position_of(rows[-1]))
+
+
+def page_of(model: type[Item], rows: Sequence[object], next_cursor: str | None) -> Page[Item]:
+    """The page object of `rows`, each shown as `model`."""
+    return Page[model](  # type: ignore[valid-type]
+        items=[model.model_validate(row) for row in rows], next_cursor=next_cursor
+    )

@@ -100,30 +100,26 @@ def auth() -> AuthFactory:
     return headers
 
 
-@pytest.fixture
-def make_task(client: TestClient, auth: AuthFactory) -> Factory:
+def _factory(client: TestClient, auth: AuthFactory, path: str, defaults: dict[str, Any]) -> Factory:
     def create(user: str = "alice", **fields: Any) -> dict[str, Any]:
-        response = client.post(
-            f"/api/{user}/tasks", json={"title": "A task", **fields}, headers=auth(user)
-        )
+        response = client.post(f"/api/{user}/{path}", json=defaults | fields, headers=auth(user))
         assert response.status_code == 201, response.text
         body: dict[str, Any] = response.json()
         return body
 
     return create
+
+
+@pytest.fixture
+def make_task(client: TestClient, auth: AuthFactory) -> Factory:
+    """`make_task("alice", title=...)`: a task created through the API."""
+    return _factory(client, auth, "tasks", {"title": "A task"})
 
 
 @pytest.fixture
 def make_category(client: TestClient, auth: AuthFactory) -> Factory:
-    def create(user: str = "alice", **fields: Any) -> dict[str, Any]:
-        response = client.post(
-            f"/api/{user}/categories", json={"name": "Home", **fields}, headers=auth(user)
-        )
-        assert response.status_code == 201, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    return create
+    """`make_category("alice", name=...)`: a category created through the API."""
+    return _factory(client, auth, "categories", {"name": "Home"})
 
 
 def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:

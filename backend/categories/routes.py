@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request, Response, status
 from backend.categories import service
 from backend.deps import OwnerId, SessionDep, location
 from backend.models import CategoryCreate, CategoryPublic, CategoryUpdate, Page
-from backend.pagination import PageDep
+from backend.pagination import PageDep, page_of
 
 router = APIRouter(prefix="/categories", tags=["categories"])
 
@@ -18,10 +18,7 @@ async def list_categories(
 ) -> Page[CategoryPublic]:
     """The caller's categories, by name ignoring case."""
     categories, next_cursor = await service.list_categories(session, user_id=user_id, page=page)
-    return Page[CategoryPublic](
-        items=[CategoryPublic.model_validate(category) for category in categories],
-        next_cursor=next_cursor,
-    )
+    return page_of(CategoryPublic, categories, next_cursor)
 
 
 @router.post("", response_model=CategoryPublic, status_code=status.HTTP_201_CREATED)

@@ -1,22 +1,15 @@
 """History routes: read-only, newest first."""
 
-from collections.abc import Sequence
 from uuid import UUID
 
 from fastapi import APIRouter
 
 from backend.deps import OwnerId, SessionDep
 from backend.history import service
-from backend.models import HistoryAction, HistoryPublic, Instant, Page, TaskHistory
-from backend.pagination import PageDep
+from backend.models import HistoryAction, HistoryPublic, Instant, Page
+from backend.pagination import PageDep, page_of
 
 router = APIRouter(tags=["history"])
-
-
-def _page(entries: Sequence[TaskHistory], next_cursor: str | None) -> Page[HistoryPublic]:
-    return Page[HistoryPublic](
-        items=[HistoryPublic.model_validate(entry) for entry in entries], next_cursor=next_cursor
-    )
 
 
 @router.get("/history", response_model=Page[HistoryPublic])
@@ -39,7 +32,7 @@ async def list_history(
         since=since,
         until=until,
     )
-    return _page(entries, next_cursor)
+    return page_of(HistoryPublic, entries, next_cursor)
 
 
 @router.get("/history/{entry_id}", response_model=HistoryPublic)
@@ -56,4 +49,4 @@ async def list_task_history(
     entries, next_cursor = await service.list_task_history(
         session, user_id=user_id, task_id=task_id, page=page
     )
-    return _page(entries, next_cursor)
+    return page_of(HistoryPublic, entries, next_cursor)

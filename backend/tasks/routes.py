@@ -1,6 +1,5 @@
 """Task routes: parse, call the service, return."""
 
-from collections.abc import Sequence
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -12,23 +11,16 @@ from backend.models import (
     Page,
     Priority,
     SearchText,
-    Task,
     TaskCreate,
     TaskPublic,
     TaskReplace,
     TaskUpdate,
 )
-from backend.pagination import PageDep
+from backend.pagination import PageDep, page_of
 from backend.tasks import service
 from backend.tasks.service import TaskFilters, TaskSort
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
-
-
-def _page(tasks: Sequence[Task], next_cursor: str | None) -> Page[TaskPublic]:
-    return Page[TaskPublic](
-        items=[TaskPublic.model_validate(task) for task in tasks], next_cursor=next_cursor
-    )
 
 
 @router.get("", response_model=Page[TaskPublic])
@@ -57,7 +49,7 @@ async def list_tasks(
     tasks, next_cursor = await service.list_tasks(
         session, user_id=user_id, filters=filters, sort=sort, page=page
     )
-    return _page(tasks, next_cursor)
+    return page_of(TaskPublic, tasks, next_cursor)
 
 
 @router.post("", response_model=TaskPublic, status_code=status.HTTP_201_CREATED)
