@@ -1,19 +1,30 @@
-"""Bearer-token authentication: a `TokenVerifier` per mode, chosen by settings."""
+"""Bearer-token authentication: a `TokenVerifier` per mode, chosen by settings.
 
-from dataclasses import dataclass
-from typing import Annotated, Any, Protocol
+No database code here: personal access tokens are looked up by `backend.tokens`.
+"""
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 import jwt
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request
+from fastapi.security import HTTPBearer
+from jwt import PyJWK
 
 from backend.config import Settings
-from backend.errors import InvalidToken, NotAuthenticated
+from backend.errors import AuthUnavailable, InvalidToken, NotAuthenticated
+from backend.jwks import JwksClient, JwksPolicy, KeysUnavailable
 
 MAX_TOKEN_BYTES = 8 * 1024
 MAX_SUBJECT_LENGTH = 255
+MAX_KID_LENGTH = 256
 ALLOWED_TYPES = frozenset({"jwt", "at+jwt", "application/at+jwt"})
 TIME_CLAIMS = ("exp", "iat", "nbf")
+
+Scope = Literal["read", "write", "tokens"]
+FULL_ACCESS: frozenset[Scope] = frozenset({"read", "write", "tokens"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,70 +34,144 @@ class Claims:
     subject: str
     email: str | None = None
     name: str | None = None
+    scopes: frozenset[Scope] = field(default=FULL_ACCESS)
 
 
 class TokenVerifier(Protocol):
     async def verify(self, token: str) -> Claims: ...
 
 
-class SecretVerifier:
-    """HS256 (or HS384/HS512) tokens signed with a secret shared with the issuer."""
+@dataclass(frozen=True, slots=True)
+class ClaimPolicy:
+    """The checks every mode applies once the key is known."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._key = settings.signing_secret()
-        self._algorithms = settings.jwt_algorithms
-        self._issuer = settings.jwt_issuer
-        self._audience = settings.jwt_audience
-        self._leeway = settings.jwt_leeway_seconds
-        self._max_lifetime = settings.jwt_max_lifetime_seconds
+    issuer: str | None
+    audience: str | None
+    leeway: int
+    max_lifetime: int
+    max_age: int | None
 
-    async def verify(self, token: str) -> Claims:
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "ClaimPolicy":
+        return cls(
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            leeway=settings.jwt_leeway_seconds,
+            max_lifetime=settings.jwt_max_lifetime_seconds,
+            max_age=settings.jwt_max_age_seconds,
+        )
+
+    def decode(self, token: str, key: str | PyJWK, algorithms: list[str]) -> Claims:
         try:
             header = jwt.get_unverified_header(token)
             payload = jwt.decode(
                 token,
-                self._key,
-                algorithms=self._algorithms,
-                issuer=self._issuer,
-                audience=self._audience,
-                leeway=self._leeway,
+                key,
+                algorithms=algorithms,
+                issuer=self.issuer,
+                audience=self.audience,
+                leeway=self.leeway,
                 options={
                     "require": ["exp", "iat", "sub"],
-                    "verify_aud": self._audience is not None,
+                    "verify_aud": self.audience is not None,
                 },
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken from exc
-        return claims_from(header, payload, max_lifetime=self._max_lifetime)
+        return self._claims(header, payload)
 
-
-def claims_from(header: dict[str, Any], payload: dict[str, Any], *, max_lifetime: int) -> Claims:
-    """The checks every mode shares, past the signature and the registered claims."""
-    token_type = header.get("typ")
-    if token_type is not None and str(token_type).lower() not in ALLOWED_TYPES:
-        raise InvalidToken
-    for name in TIME_CLAIMS:
-        value = payload.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+    def _claims(self, header: dict[str, Any], payload: dict[str, Any]) -> Claims:
+        token_type = header.get("typ")
+        if token_type is not None and str(token_type).lower() not in ALLOWED_TYPES:
             raise InvalidToken
-    if payload["exp"] - payload["iat"] > max_lifetime:
-        raise InvalidToken("The token's lifetime is longer than this service accepts.")
-    subject = payload.get("sub")
-    if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT_LENGTH:
-        raise InvalidToken
-    return Claims(
-        subject=subject,
-        email=_optional_text(payload.get("email"), 320),
-        name=_optional_text(payload.get("name"), 255),
-    )
+        for name in TIME_CLAIMS:
+            value = payload.get(name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise InvalidToken
+        issued_at = payload["iat"]
+        if payload["exp"] - issued_at > self.max_lifetime:
+            raise InvalidToken("The token's lifetime is longer than this service accepts.")
+        if self.max_age is not None and time.time() - issued_at > self.max_age + self.leeway:
+            raise InvalidToken("The token was issued too long ago.")
+        subject = payload.get("sub")
+        if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT_LENGTH:
+            raise InvalidToken
+        return Claims(
+            subject=subject,
+            email=_optional_text(payload.get("email"), 320),
+            name=_optional_text(payload.get("name"), 255),
+        )
 
 
 def _optional_text(value: object, limit: int) -> str | None:
     return value[:limit] if isinstance(value, str) and value else None
 
 
+class SecretVerifier:
+    """HMAC tokens (HS256 by default) signed with a secret shared with the issuer."""
+
+    def __init__(self, policy: ClaimPolicy, secret: str, algorithms: Iterable[str]) -> None:
+        self._policy = policy
+        self._secret = secret
+        self._algorithms = list(algorithms)
+
+    async def verify(self, token: str) -> Claims:
+        return self._policy.decode(token, self._secret, self._algorithms)
+
+
+class JwksVerifier:
+    """Public-key tokens (EdDSA, ES256, RS256, PS256) checked against the issuer's JWKS.
+
+    The header's `alg` must be allowed and fit the key; its `jwk`, `jku` and `x5u` are
+    never used: keys come only from the configured endpoint.
+    """
+
+    def __init__(self, policy: ClaimPolicy, keys: JwksClient, algorithms: Iterable[str]) -> None:
+        self._policy = policy
+        self._keys = keys
+        self._algorithms = frozenset(algorithms)
+
+    async def verify(self, token: str) -> Claims:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise InvalidToken from exc
+        algorithm, kid = header.get("alg"), header.get("kid")
+        if not isinstance(algorithm, str) or algorithm not in self._algorithms:
+            raise InvalidToken
+        if kid is not None and (not isinstance(kid, str) or len(kid) > MAX_KID_LENGTH):
+            raise InvalidToken
+        try:
+            keys = await self._keys.keys_for(kid, algorithm)
+        except KeysUnavailable:
+            raise AuthUnavailable from None
+        for key in keys[:-1]:  # without a `kid`, each key that fits is tried in turn
+            try:
+                return self._policy.decode(token, key, [algorithm])
+            except InvalidToken:
+                continue
+        if not keys:
+            raise InvalidToken
+        return self._policy.decode(token, keys[-1], [algorithm])
+
+
 def create_verifier(settings: Settings) -> TokenVerifier:
-    return SecretVerifier(settings)
+    policy = ClaimPolicy.from_settings(settings)
+    if settings.jwks_url is not None:
+        jwks = JwksClient(
+            settings.jwks_url,
+            settings.jwt_algorithms,
+            JwksPolicy(
+                lifetime=settings.jwks_cache_seconds,
+                cooldown=settings.jwks_cooldown_seconds,
+                stale=settings.jwks_stale_seconds,
+                timeout=settings.jwks_timeout_seconds,
+            ),
+        )
+        return JwksVerifier(policy, jwks, settings.jwt_algorithms)
+    return SecretVerifier(policy, settings.signing_secret(), settings.jwt_algorithms)
 
 
 def issue_token(
@@ -98,7 +183,7 @@ def issue_token(
     name: str | None = None,
     now: int,
 ) -> str:
-    """A token for development and tests, signed the way the service verifies."""
+    """A token for development and tests, signed with the shared (or development) secret."""
     payload: dict[str, Any] = {"sub": user_id, "iat": now, "exp": now + ttl_seconds}
     if email:
         payload["email"] = email
@@ -111,7 +196,9 @@ def issue_token(
     return jwt.encode(payload, settings.signing_secret(), algorithm=settings.jwt_algorithms[0])
 
 
-bearer_scheme = HTTPBearer(auto_error=False, description="A JWT or personal access token.")
+bearer_scheme = HTTPBearer(
+    auto_error=False, description="A JWT from the identity provider, or a personal access token."
+)
 
 
 def bearer_token(request: Request) -> str:
@@ -126,11 +213,3 @@ def bearer_token(request: Request) -> str:
     if len(token) > MAX_TOKEN_BYTES:
         raise InvalidToken
     return token
-
-
-async def current_claims(
-    request: Request,
-    _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> Claims:
-    verifier: TokenVerifier = request.app.state.verifier
-    return await verifier.verify(bearer_token(request))

@@ -10,10 +10,19 @@ import uvicorn
 
 from backend import migrate as migrations
 from backend.auth import issue_token
-from backend.config import get_settings
+from backend.config import ConfigurationError, Settings, get_settings
 from backend.main import create_app
 
 app = typer.Typer(help="todo-api: a multi-user task API.", no_args_is_help=True)
+
+
+def _settings() -> Settings:
+    """The settings, or a clear message and exit status 2 when they cannot work."""
+    try:
+        return get_settings()
+    except ConfigurationError as exc:
+        typer.echo(f"todo-api: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -25,7 +34,7 @@ def serve(
 ) -> None:
     """Serve the API (migrations first, unless --no-migrate)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    settings = get_settings()
+    settings = _settings()
     settings.signing_secret()  # announces a generated development secret before serving
     if migrate:
         migrations.upgrade(settings)
@@ -44,7 +53,7 @@ def serve(
 @app.command()
 def migrate() -> None:
     """Apply every pending migration."""
-    migrations.upgrade(get_settings())
+    migrations.upgrade(_settings())
 
 
 @app.command()
@@ -55,15 +64,15 @@ def token(
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
 ) -> None:
     """Print a token signed with the configured (or development) secret."""
-    settings = get_settings()
-    typer.echo(
-        issue_token(
-            settings, user_id, ttl_seconds=ttl, email=email, name=name, now=int(time.time())
-        )
-    )
+    settings = _settings()
+    if settings.uses_jwks:
+        typer.echo("todo-api: with JWKS_URL, tokens come from the identity provider", err=True)
+        raise typer.Exit(2)
+    now = int(time.time())
+    typer.echo(issue_token(settings, user_id, ttl_seconds=ttl, email=email, name=name, now=now))
 
 
 @app.command()
 def openapi() -> None:
     """Print the OpenAPI document."""
-    typer.echo(json.dumps(create_app(get_settings()).openapi(), indent=2, ensure_ascii=False))
+    typer.echo(json.dumps(create_app(_settings()).openapi(), indent=2, ensure_ascii=False))

@@ -6,12 +6,24 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 logger = logging.getLogger("todo_api")
 
 MIN_SECRET_BYTES = 32
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+PUBLIC_KEY_ALGORITHMS = frozenset(
+    {"EdDSA", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+)
+DEFAULT_JWKS_ALGORITHMS = ["EdDSA", "ES256", "RS256", "PS256"]
 DEV_SECRET_FILE = Path(".todo-api-dev-secret")
 
 
@@ -23,11 +35,22 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("JWT_SECRET", "BETTER_AUTH_SECRET")
     )
+    jwks_url: str | None = None
+    jwks_cache_seconds: float = Field(default=300, gt=0)
+    jwks_cooldown_seconds: float = Field(default=10, gt=0)
+    jwks_stale_seconds: float = Field(default=86_400, ge=0)
+    jwks_timeout_seconds: float = Field(default=3, gt=0)
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
-    jwt_algorithms: Annotated[list[str], NoDecode] = ["HS256"]
-    jwt_leeway_seconds: int = 30
-    jwt_max_lifetime_seconds: int = 30 * 86_400
+    jwt_algorithms: Annotated[list[str], NoDecode] = []
+    """Empty means the mode's default: HS256 with a secret, EdDSA/ES256/RS256/PS256 with JWKS."""
+    jwt_leeway_seconds: int = Field(default=30, ge=0)
+    jwt_max_lifetime_seconds: int = Field(default=30 * 86_400, gt=0)
+    """The longest `exp - iat` accepted: refuses tokens that never really expire."""
+    jwt_max_age_seconds: int | None = Field(default=None, gt=0)
+    """When set, tokens issued longer ago than this are refused whatever their `exp`."""
+    secret_key: SecretStr | None = None
+    """Signs list cursors; defaults to the JWT secret (or the development secret)."""
     cors_origins: Annotated[list[str], NoDecode] = []
     db_pool_size: int = 10
     db_max_overflow: int = 10
@@ -50,26 +73,58 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
+    @field_validator("jwks_url")
+    @classmethod
+    def http_only(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("https://", "http://")):
+            raise ValueError("JWKS_URL must be an http(s) URL")
+        return url
+
     @model_validator(mode="after")
     def check_auth(self) -> Self:
-        if self.jwt_secret is not None:
-            if len(self.jwt_secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
-                raise ValueError(f"JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long")
-        elif self.environment == "production":
-            raise ValueError("JWT_SECRET (or BETTER_AUTH_SECRET) is required in production")
-        if any(not alg.startswith("HS") for alg in self.jwt_algorithms):
-            raise ValueError("with a shared secret, JWT_ALGORITHMS may only hold HS256/384/512")
+        """One consistent mode: a shared secret (HMAC) or a JWKS URL (public keys), not both."""
+        for name, secret in (("JWT_SECRET", self.jwt_secret), ("SECRET_KEY", self.secret_key)):
+            if secret is not None and len(secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
+                raise ValueError(f"{name} must be at least {MIN_SECRET_BYTES} bytes long")
+        if self.jwks_url is not None:
+            if self.jwt_secret is not None:
+                raise ValueError(
+                    "set JWKS_URL (public keys) or JWT_SECRET/BETTER_AUTH_SECRET (HS256), not both"
+                )
+            allowed, mode = PUBLIC_KEY_ALGORITHMS, "with JWKS_URL"
+            self.jwt_algorithms = self.jwt_algorithms or list(DEFAULT_JWKS_ALGORITHMS)
+            if self.environment == "production" and self.secret_key is None:
+                raise ValueError("with JWKS_URL in production, set SECRET_KEY (signs cursors)")
+        else:
+            if self.jwt_secret is None and self.environment == "production":
+                raise ValueError("set JWT_SECRET (or BETTER_AUTH_SECRET) or JWKS_URL in production")
+            allowed, mode = HMAC_ALGORITHMS, "with a shared secret"
+            self.jwt_algorithms = self.jwt_algorithms or ["HS256"]
+        if unknown := set(self.jwt_algorithms) - allowed:
+            raise ValueError(
+                f"JWT_ALGORITHMS {mode} may hold only {', '.join(sorted(allowed))}; "
+                f"not {', '.join(sorted(unknown))}"
+            )
         return self
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    @property
+    def uses_jwks(self) -> bool:
+        return self.jwks_url is not None
+
     def signing_secret(self) -> str:
         """The HMAC secret: the configured one, else a development secret kept in a file."""
         if self.jwt_secret is not None:
             return self.jwt_secret.get_secret_value()
         return _development_secret()
+
+    def cursor_secret(self) -> str:
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        return self.signing_secret()
 
 
 @lru_cache
@@ -87,6 +142,17 @@ def _development_secret() -> str:
     return secret
 
 
+class ConfigurationError(Exception):
+    """Settings that cannot work; the message names each problem, never a value."""
+
+
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, error['loc'])) or 'settings'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from None

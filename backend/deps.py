@@ -1,15 +1,19 @@
-"""The dependencies every user route shares: the session and the owner guard."""
+"""The dependencies every user route shares: the session, the caller, the owner guard."""
 
 from collections.abc import AsyncIterator
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.auth import Claims, current_claims
-from backend.errors import Forbidden
+from backend.auth import Claims, TokenVerifier, bearer_scheme, bearer_token
+from backend.errors import Forbidden, InsufficientScope
+from backend.tokens.service import PAT_PREFIX, verify_personal_token
 from backend.users.service import ensure_user
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -18,20 +22,45 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def current_claims(
+    request: Request,
+    session: SessionDep,
+    _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Claims:
+    """The verified caller: a personal access token by its prefix, else a JWT."""
+    token = bearer_token(request)
+    if token.startswith(PAT_PREFIX):
+        return await verify_personal_token(session, token=token)
+    verifier: TokenVerifier = request.app.state.verifier
+    return await verifier.verify(token)
+
+
 ClaimsDep = Annotated[Claims, Depends(current_claims)]
 
 
 async def require_owner(
     user_id: str, claims: ClaimsDep, session: SessionDep, request: Request
 ) -> str:
-    """The path's `{user_id}`, once it is known to be the token's subject, byte for byte."""
+    """The path's `{user_id}`, once it is known to be the token's subject, byte for byte,
+    and the token's scope allows the request (reads for `read`, anything else `write`)."""
     if claims.subject != user_id:
         raise Forbidden
+    needed = "read" if request.method in READ_METHODS else "write"
+    if needed not in claims.scopes:
+        raise InsufficientScope(needed)
     await ensure_user(session, claims=claims, known=request.app.state.known_users)
     return user_id
 
 
 OwnerId = Annotated[str, Depends(require_owner)]
+
+
+async def require_session_token(claims: ClaimsDep) -> None:
+    """Token management needs the user's own sign-in token, not a personal access token."""
+    if "tokens" not in claims.scopes:
+        raise InsufficientScope("tokens", "Personal access tokens cannot manage tokens.")
 
 
 def location(request: Request, user_id: str, *segments: object) -> str:

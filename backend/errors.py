@@ -16,6 +16,7 @@ logger = logging.getLogger("todo_api")
 
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_SECONDS = "1"
+AUTH_RETRY_AFTER_SECONDS = "10"
 
 CODES_BY_STATUS = {
     400: "bad_request",
@@ -69,6 +70,27 @@ class Forbidden(AppError):
     status = 403
     code = "forbidden"
     detail = "This token may not act for that user."
+
+
+class InsufficientScope(AppError):
+    status = 403
+    code = "insufficient_scope"
+    detail = "This token's scope does not allow this request."
+
+    def __init__(self, scope: str, detail: str | None = None):
+        super().__init__(
+            detail,
+            headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
+        )
+
+
+class AuthUnavailable(AppError):
+    status = 503
+    code = "auth_unavailable"
+    detail = "The identity provider's keys cannot be fetched; try again shortly."
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": AUTH_RETRY_AFTER_SECONDS})
 
 
 class NotFound(AppError):

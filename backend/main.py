@@ -22,6 +22,7 @@ from backend.middleware import CatchUnexpected, LimitBody
 from backend.pagination import CursorSigner
 from backend.stats.routes import router as stats_router
 from backend.tasks.routes import router as tasks_router
+from backend.tokens.routes import router as tokens_router
 from backend.users.routes import router as users_router
 
 MAX_BODY_BYTES = 64 * 1024
@@ -47,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=_operation_id,
     )
     app.state.verifier = auth.create_verifier(settings)
-    app.state.cursor_signer = CursorSigner(settings.signing_secret())
+    app.state.cursor_signer = CursorSigner(settings.cursor_secret())
     app.state.known_users = {}
     install_error_handlers(app)
     app.add_middleware(LimitBody, max_bytes=MAX_BODY_BYTES)
@@ -66,7 +67,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(require_owner)],
         responses=PROBLEM_RESPONSES,
     )
-    for router in (tasks_router, categories_router, history_router, stats_router, users_router):
+    for router in (
+        tasks_router,
+        categories_router,
+        history_router,
+        stats_router,
+        users_router,
+        tokens_router,
+    ):
         user_routes.include_router(router)
     app.include_router(user_routes)
     app.include_router(health_router)

@@ -283,6 +283,56 @@ class HistoryPublic(SQLModel):
     occurred_at: datetime
 
 
+class TokenScope(StrEnum):
+    read = "read"
+    write = "write"
+
+
+TokenName = Annotated[str, *_TRIMMED_LINE, StringConstraints(min_length=1, max_length=100)]
+
+
+# A personal access token for scripts and integrations; only its SHA-256 is stored.
+class PersonalToken(SQLModel, table=True):
+    __tablename__ = "personal_tokens"
+    __table_args__ = (
+        ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_personal_tokens_user"),
+        UniqueConstraint("token_hash", name="uq_personal_tokens_hash"),
+    )
+
+    user_id: str = _owner_key()
+    id: UUID = Field(default_factory=uuid7, primary_key=True)
+    name: str = Field(max_length=100)
+    scope: TokenScope = Field(sa_type=String(8), nullable=False)
+    token_hash: str = Field(max_length=64)
+    hint: str = Field(max_length=16)
+    created_at: datetime = _timestamp()
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+# Body of POST on tokens.
+class TokenCreate(Forbid):
+    name: TokenName
+    scope: TokenScope = TokenScope.read
+    expires_at: Instant | None = None
+
+
+# A personal access token as listed: never its secret.
+class TokenPublic(SQLModel):
+    id: UUID
+    name: str
+    scope: TokenScope
+    hint: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+
+# The answer to POST on tokens: the only time the secret is shown.
+class TokenCreated(TokenPublic):
+    token: str
+
+
 # One page of a list; `next_cursor` is null on the last page.
 class Page(BaseModel, Generic[T]):
     items: list[T]

@@ -19,7 +19,7 @@ from backend.config import Settings
 from backend.main import create_app
 
 SECRET = "test-secret-that-is-long-enough-for-hs256!"
-TABLES = ("task_history", "tasks", "categories", "users")
+TABLES = ("personal_tokens", "task_history", "tasks", "categories", "users")
 
 Headers = dict[str, str]
 AuthFactory = Callable[..., Headers]

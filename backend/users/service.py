@@ -27,14 +27,16 @@ async def ensure_user(session: AsyncSession, *, claims: Claims, known: KnownUser
     statement = insert(User).values(
         id=claims.subject, email=claims.email, name=claims.name, created_at=now, updated_at=now
     )
-    statement = statement.on_conflict_do_update(
-        index_elements=[User.id],
-        set_={"email": claims.email, "name": claims.name, "updated_at": now},
-        where=or_(
-            User.email.is_distinct_from(claims.email),  # type: ignore[union-attr]
-            User.name.is_distinct_from(claims.name),  # type: ignore[union-attr]
-        ),
-    )
+    # A claim the token does not carry leaves the stored value alone.
+    fresh = {name: value for name, value in zip(("email", "name"), profile, strict=True) if value}
+    if fresh:
+        statement = statement.on_conflict_do_update(
+            index_elements=[User.id],
+            set_={**fresh, "updated_at": now},
+            where=or_(*(getattr(User, name).is_distinct_from(v) for name, v in fresh.items())),
+        )
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=[User.id])
     await session.exec(statement)
     await session.commit()
     if len(known) >= KNOWN_USERS_MAX:

@@ -21,7 +21,12 @@ MISSING_ID = "00000000-0000-7000-8000-00000000d1ed"
 PARAM = re.compile(r"\{(\w+)\}")
 
 # The kind of row each path id names; a path id not listed here fails the matrix.
-ID_KINDS = {"task_id": "task", "category_id": "category", "entry_id": "history"}
+ID_KINDS = {
+    "task_id": "task",
+    "category_id": "category",
+    "entry_id": "history",
+    "token_id": "token",
+}
 
 # A valid body per write operation, by operation id.
 BODIES: dict[str, dict[str, Any]] = {
@@ -31,6 +36,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "create_category": {"name": "Matrix category"},
     "replace_category": {"name": "Matrix category"},
     "update_category": {"name": "Matrix category"},
+    "create_token": {"name": "Matrix token"},
 }
 
 NFC_USER = "jos\u00e9"
@@ -101,13 +107,20 @@ def _url(op: Operation, user: str, ids: dict[str, str]) -> str:
 def _seed(
     client: TestClient, auth: AuthFactory, make: dict[str, Factory], user: str
 ) -> dict[str, str]:
-    """A category, a task in it, a deleted task; the ids of one row of each kind."""
+    """A category, a task in it, a deleted task, a personal token; one id of each kind."""
     category = make["category"](user, name=f"{user} secret category")
     task = make["task"](user, title=f"{user} secret task", category_id=category["id"])
     gone = make["task"](user, title=f"{user} deleted task")
     assert client.delete(f"/api/{quote(user)}/tasks/{gone['id']}", headers=auth(user)).is_success
     history = client.get(f"/api/{quote(user)}/history", headers=auth(user)).json()["items"]
-    return {"task": task["id"], "category": category["id"], "history": history[-1]["id"]}
+    token = client.post(f"/api/{quote(user)}/tokens", json={"name": "cli"}, headers=auth(user))
+    assert token.status_code == 201, token.text
+    return {
+        "task": task["id"],
+        "category": category["id"],
+        "history": history[-1]["id"],
+        "token": token.json()["id"],
+    }
 
 
 @pytest.fixture

@@ -1,0 +1,106 @@
+"""Personal access tokens: created by a signed-in user, shown once, stored as digests."""
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from datetime import timedelta
+from uuid import UUID
+
+from pydantic import AwareDatetime, TypeAdapter
+from sqlalchemy import func, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
+
+from backend.auth import Claims, Scope
+from backend.db import utcnow
+from backend.errors import Conflict, InvalidInput, InvalidToken, NotFound
+from backend.models import PersonalToken, TokenCreate, TokenScope
+from backend.pagination import Keyset, PageRequest, fetch_page
+
+PAT_PREFIX = "todo_pat_"
+HINT_LENGTH = len(PAT_PREFIX) + 4
+MAX_TOKENS_PER_USER = 100
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+"""`last_used_at` is written at most this often per token, not on every request."""
+
+GRANTS: dict[TokenScope, frozenset[Scope]] = {
+    TokenScope.read: frozenset({"read"}),
+    TokenScope.write: frozenset({"read", "write"}),
+}
+
+NEWEST_FIRST = Keyset(
+    name="-created_at",
+    column=PersonalToken.created_at,  # type: ignore[arg-type]
+    tiebreak=PersonalToken.id,  # type: ignore[arg-type]
+    adapter=TypeAdapter(AwareDatetime),
+    descending=True,
+)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _owned(user_id: str) -> SelectOfScalar[PersonalToken]:
+    return select(PersonalToken).where(PersonalToken.user_id == user_id)
+
+
+async def list_tokens(
+    session: AsyncSession, *, user_id: str, page: PageRequest
+) -> tuple[Sequence[PersonalToken], str | None]:
+    return await fetch_page(
+        session, _owned(user_id), keyset=NEWEST_FIRST, page=page, owner=user_id, scope="tokens"
+    )
+
+
+async def create_token(
+    session: AsyncSession, *, user_id: str, token_in: TokenCreate
+) -> tuple[PersonalToken, str]:
+    """The new token's row and its secret, which is not stored and cannot be shown again."""
+    now = utcnow()
+    if token_in.expires_at is not None and token_in.expires_at <= now:
+        raise InvalidInput(("body", "expires_at"), "Must be in the future.", "expires_in_past")
+    count = select(func.count()).where(PersonalToken.user_id == user_id)
+    if (await session.exec(count)).one() >= MAX_TOKENS_PER_USER:
+        raise Conflict(f"At most {MAX_TOKENS_PER_USER} personal access tokens per user.")
+    secret = PAT_PREFIX + secrets.token_urlsafe(32)
+    token = PersonalToken.model_validate(
+        token_in,
+        update={
+            "user_id": user_id,
+            "token_hash": _digest(secret),
+            "hint": secret[:HINT_LENGTH],
+            "created_at": now,
+        },
+    )
+    session.add(token)
+    await session.commit()
+    return token, secret
+
+
+async def delete_token(session: AsyncSession, *, user_id: str, token_id: UUID) -> None:
+    """Revoke at once: the next request with that token is refused."""
+    token = (await session.exec(_owned(user_id).where(PersonalToken.id == token_id))).first()
+    if token is None:
+        raise NotFound
+    await session.delete(token)
+    await session.commit()
+
+
+async def verify_personal_token(session: AsyncSession, *, token: str) -> Claims:
+    """The claims of a personal access token, found by its digest (the one query here
+    that cannot start from an owner: the token is what names the owner)."""
+    found = select(PersonalToken).where(PersonalToken.token_hash == _digest(token))
+    row = (await session.exec(found)).first()
+    now = utcnow()
+    if row is None or (row.expires_at is not None and row.expires_at <= now):
+        raise InvalidToken
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+        await session.exec(
+            update(PersonalToken)
+            .where(col(PersonalToken.user_id) == row.user_id, col(PersonalToken.id) == row.id)
+            .values(last_used_at=now)
+        )
+        await session.commit()
+    return Claims(subject=row.user_id, scopes=GRANTS[TokenScope(row.scope)])
