@@ -20,9 +20,7 @@ logger = logging.getLogger("todo_api")
 
 MIN_SECRET_BYTES = 32
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
-PUBLIC_KEY_ALGORITHMS = frozenset(
-    {"EdDSA", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
-)
+PUBLIC_KEY_ALGORITHMS = frozenset(KEY_SHAPES)
 DEFAULT_JWKS_ALGORITHMS = ["EdDSA", "ES256", "RS256", "PS256"]
 DEV_SECRET_FILE = Path(".todo-api-dev-secret")
 

@@ -47,7 +47,11 @@ class JwksPolicy:
 
 
 def usable_keys(document: object, algorithms: Iterable[str]) -> dict[tuple[str | None, str], PyJWK]:
-    """Each signing key of a JWKS document, once per allowed algorithm that fits it."""
+    """Each signing key of a JWKS document, once per allowed algorithm that fits it.
+
+    Private keys, encryption keys, keys of other types and a key whose own `alg` differs
+    are left out; a document with no usable key at all is refused like a failed fetch.
+    """
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise ValueError("not a JWK set")
     keys: dict[tuple[str | None, str], PyJWK] = {}
@@ -67,6 +71,8 @@ def usable_keys(document: object, algorithms: Iterable[str]) -> dict[tuple[str |
                 keys[(kid, algorithm)] = PyJWK(jwk, algorithm)
             except PyJWTError:
                 continue
+    if not keys:
+        raise ValueError("no usable signing key in the JWK set")
     return keys
 
 
@@ -90,10 +96,12 @@ class JwksClient:
         self._policy = policy
         self._clock = clock
         self._keys: dict[tuple[str | None, str], PyJWK] = {}
+        self._kids: frozenset[str | None] = frozenset()
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
         self._last_failed = False
         self._lock = asyncio.Lock()
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
 
     async def keys_for(self, kid: str | None, algorithm: str) -> list[PyJWK]:
         """The keys that may verify a token with this `kid` and `alg` (empty: none)."""
@@ -108,7 +116,7 @@ class JwksClient:
         return self._matching(kid, algorithm)
 
     def _known(self, kid: str | None) -> bool:
-        return kid is None or any(key_kid == kid for key_kid, _ in self._keys)
+        return kid is None or kid in self._kids
 
     def _matching(self, kid: str | None, algorithm: str) -> list[PyJWK]:
         if kid is not None:
@@ -117,6 +125,9 @@ class JwksClient:
         return [key for (_, key_alg), key in self._keys.items() if key_alg == algorithm]
 
     async def _refresh(self, asked_at: float) -> None:
+        loop = asyncio.get_running_loop()
+        if self._lock_loop is not loop:  # a lock serves one event loop
+            self._lock, self._lock_loop = asyncio.Lock(), loop
         async with self._lock:
             attempted = self._attempted_at
             if attempted is not None and (
@@ -125,14 +136,16 @@ class JwksClient:
                 return  # another request just fetched, or the cooldown holds
             self._attempted_at = self._clock()
             try:
-                keys = usable_keys(await self._fetch(), self._algorithms)
-            except (httpx.HTTPError, ValueError) as exc:
+                async with asyncio.timeout(self._policy.timeout):
+                    keys = usable_keys(await self._fetch(), self._algorithms)
+            except (httpx.HTTPError, httpx.InvalidURL, TimeoutError, ValueError) as exc:
                 self._last_failed = True
                 logger.warning(
                     "JWKS fetch failed (%s); keeping the last good key set", type(exc).__name__
                 )
                 return
-            self._keys, self._fetched_at, self._last_failed = keys, self._clock(), False
+            self._keys, self._kids = keys, frozenset(kid for kid, _ in keys)
+            self._fetched_at, self._last_failed = self._clock(), False
 
     async def _fetch(self) -> Any:
         async with (
