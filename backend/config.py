@@ -16,6 +16,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from backend.jwks import KEY_SHAPES
+
 logger = logging.getLogger("todo_api")
 
 MIN_SECRET_BYTES = 32
