@@ -3,6 +3,8 @@
 No database code here: personal access tokens are looked up by `backend.tokens`.
 """
 
+import binascii
+import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -12,6 +14,7 @@ import jwt
 from fastapi import Request
 from fastapi.security import HTTPBearer
 from jwt import PyJWK
+from jwt.utils import base64url_decode
 
 from backend.config import Settings
 from backend.errors import AuthUnavailable, InvalidToken, NotAuthenticated
@@ -63,8 +66,7 @@ class ClaimPolicy:
 
     def decode(self, token: str, key: str | PyJWK, algorithms: list[str]) -> Claims:
         try:
-            header = jwt.get_unverified_header(token)
-            payload = jwt.decode(
+            decoded = jwt.decode_complete(
                 token,
                 key,
                 algorithms=algorithms,
@@ -78,7 +80,7 @@ class ClaimPolicy:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken from exc
-        return self._claims(header, payload)
+        return self._claims(decoded["header"], decoded["payload"])
 
     def _claims(self, header: dict[str, Any], payload: dict[str, Any]) -> Claims:
         token_type = header.get("typ")
@@ -134,10 +136,7 @@ class JwksVerifier:
         self._algorithms = frozenset(algorithms)
 
     async def verify(self, token: str) -> Claims:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise InvalidToken from exc
+        header = _peek_header(token)
         algorithm, kid = header.get("alg"), header.get("kid")
         if not isinstance(algorithm, str) or algorithm not in self._algorithms:
             raise InvalidToken
@@ -155,6 +154,17 @@ class JwksVerifier:
         if not keys:
             raise InvalidToken
         return self._policy.decode(token, keys[-1], [algorithm])
+
+
+def _peek_header(token: str) -> dict[str, Any]:
+    """The header, read only to choose a key; PyJWT checks the whole token strictly after."""
+    try:
+        header = json.loads(base64url_decode(token.partition(".")[0]))
+    except (ValueError, TypeError, binascii.Error):
+        raise InvalidToken from None
+    if not isinstance(header, dict):
+        raise InvalidToken
+    return header
 
 
 def create_verifier(settings: Settings) -> TokenVerifier:
