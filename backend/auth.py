@@ -160,7 +160,7 @@ def _peek_header(token: str) -> dict[str, Any]:
     """The header, read only to choose a key; PyJWT checks the whole token strictly after."""
     try:
         header = json.loads(base64url_decode(token.partition(".")[0]))
-    except (ValueError, TypeError, binascii.Error):
+    except (ValueError, TypeError, binascii.Error, RecursionError):
         raise InvalidToken from None
     if not isinstance(header, dict):
         raise InvalidToken

@@ -107,13 +107,18 @@ class JwksClient:
         """The keys that may verify a token with this `kid` and `alg` (empty: none)."""
         now = self._clock()
         expired = self._fetched_at is None or now - self._fetched_at >= self._policy.lifetime
-        if expired or not self._known(kid):
+        # While a fetch is under way, a known key still in its stale window serves at once.
+        served_meanwhile = self._lock.locked() and self._usable(now) and self._known(kid)
+        if (expired or not self._known(kid)) and not served_meanwhile:
             await self._refresh(now)
-        if self._fetched_at is None or self._clock() - self._fetched_at > self._policy.stale:
+        if not self._usable(self._clock()):
             raise KeysUnavailable
         if not self._known(kid) and self._last_failed:
             raise KeysUnavailable  # it may be a new key that could not be fetched
         return self._matching(kid, algorithm)
+
+    def _usable(self, now: float) -> bool:
+        return self._fetched_at is not None and now - self._fetched_at <= self._policy.stale
 
     def _known(self, kid: str | None) -> bool:
         return kid is None or kid in self._kids
@@ -139,6 +144,7 @@ class JwksClient:
                 async with asyncio.timeout(self._policy.timeout):
                     keys = usable_keys(await self._fetch(), self._algorithms)
             except (httpx.HTTPError, httpx.InvalidURL, TimeoutError, ValueError) as exc:
+                self._attempted_at = self._clock()  # the cooldown runs from the failure
                 self._last_failed = True
                 logger.warning(
                     "JWKS fetch failed (%s); keeping the last good key set", type(exc).__name__
