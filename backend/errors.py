@@ -105,6 +105,15 @@ class Conflict(AppError):
     detail = "The request conflicts with the current state of the resource."
 
 
+class PreconditionFailed(AppError):
+    status = 412
+    code = "precondition_failed"
+    detail = "The resource has changed since that version; fetch it and try again."
+
+    def __init__(self, current_etag: str):
+        super().__init__(headers={"ETag": current_etag})
+
+
 class InvalidInput(AppError):
     """A 422 about one field, for rules that only the service can check."""
 

@@ -17,6 +17,7 @@ from pydantic import (
 from sqlalchemy import JSON, ForeignKeyConstraint, Index, SmallInteger, String, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import declared_attr
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 from uuid6 import uuid7
@@ -160,6 +161,11 @@ class Category(CategoryBase, table=True):
     updated_at: datetime = _timestamp()
     version: int = 1
 
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        """Every flush of a change is `UPDATE ... WHERE version = :read`, bumping it."""
+        return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]
+
 
 # Body of POST and PUT on a category.
 class CategoryCreate(CategoryBase, Forbid):
@@ -221,6 +227,11 @@ class Task(TaskBase, table=True):
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
     version: int = 1
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        """Every flush of a change is `UPDATE ... WHERE version = :read`, bumping it."""
+        return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]
 
 
 # Body of POST on tasks.

@@ -5,6 +5,14 @@ from uuid import UUID
 from fastapi import APIRouter, Request, Response, status
 
 from backend.categories import service
+from backend.conditions import (
+    NOT_MODIFIED,
+    PRECONDITION_FAILED,
+    IfMatchDep,
+    IfNoneMatch,
+    not_modified,
+    represent,
+)
 from backend.deps import OwnerId, SessionDep, location
 from backend.models import CategoryCreate, CategoryPublic, CategoryUpdate, Page
 from backend.pagination import PageDep, page_of
@@ -31,37 +39,69 @@ async def create_category(
 ) -> CategoryPublic:
     category = await service.create_category(session, user_id=user_id, category_in=category_in)
     response.headers["Location"] = location(request, user_id, "categories", category.id)
-    return CategoryPublic.model_validate(category)
+    return represent(CategoryPublic, category, response)
 
 
-@router.get("/{category_id}", response_model=CategoryPublic)
-async def get_category(session: SessionDep, user_id: OwnerId, category_id: UUID) -> CategoryPublic:
+@router.get("/{category_id}", response_model=CategoryPublic, responses=NOT_MODIFIED)
+async def get_category(
+    session: SessionDep,
+    user_id: OwnerId,
+    category_id: UUID,
+    response: Response,
+    if_none_match: IfNoneMatch = None,
+) -> CategoryPublic | Response:
     category = await service.get_category(session, user_id=user_id, category_id=category_id)
-    return CategoryPublic.model_validate(category)
+    return not_modified(if_none_match, category.version) or represent(
+        CategoryPublic, category, response
+    )
 
 
-@router.put("/{category_id}", response_model=CategoryPublic)
+@router.put("/{category_id}", response_model=CategoryPublic, responses=PRECONDITION_FAILED)
 async def replace_category(
-    session: SessionDep, user_id: OwnerId, category_id: UUID, category_in: CategoryCreate
+    session: SessionDep,
+    user_id: OwnerId,
+    category_id: UUID,
+    category_in: CategoryCreate,
+    precondition: IfMatchDep,
+    response: Response,
 ) -> CategoryPublic:
     category = await service.update_category(
-        session, user_id=user_id, category_id=category_id, changes=dict(category_in)
+        session,
+        user_id=user_id,
+        category_id=category_id,
+        changes=dict(category_in),
+        precondition=precondition,
     )
-    return CategoryPublic.model_validate(category)
+    return represent(CategoryPublic, category, response)
 
 
-@router.patch("/{category_id}", response_model=CategoryPublic)
+@router.patch("/{category_id}", response_model=CategoryPublic, responses=PRECONDITION_FAILED)
 async def update_category(
-    session: SessionDep, user_id: OwnerId, category_id: UUID, category_in: CategoryUpdate
+    session: SessionDep,
+    user_id: OwnerId,
+    category_id: UUID,
+    category_in: CategoryUpdate,
+    precondition: IfMatchDep,
+    response: Response,
 ) -> CategoryPublic:
     changes = {field: getattr(category_in, field) for field in category_in.model_fields_set}
     category = await service.update_category(
-        session, user_id=user_id, category_id=category_id, changes=changes
+        session,
+        user_id=user_id,
+        category_id=category_id,
+        changes=changes,
+        precondition=precondition,
     )
-    return CategoryPublic.model_validate(category)
+    return represent(CategoryPublic, category, response)
 
 
-@router.delete("/{category_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_category(session: SessionDep, user_id: OwnerId, category_id: UUID) -> None:
+@router.delete(
+    "/{category_id}", status_code=status.HTTP_204_NO_CONTENT, responses=PRECONDITION_FAILED
+)
+async def delete_category(
+    session: SessionDep, user_id: OwnerId, category_id: UUID, precondition: IfMatchDep
+) -> None:
     """Delete the category; its tasks stay, uncategorized."""
-    await service.delete_category(session, user_id=user_id, category_id=category_id)
+    await service.delete_category(
+        session, user_id=user_id, category_id=category_id, precondition=precondition
+    )

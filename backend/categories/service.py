@@ -1,6 +1,6 @@
 """Categories: a user's own labels for tasks, unique by name ignoring case."""
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -10,6 +10,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
+from backend.conditions import UNCONDITIONAL, Precondition, write_once_current
 from backend.db import utcnow
 from backend.errors import Conflict, NotFound
 from backend.models import Category, CategoryCreate
@@ -66,31 +67,73 @@ async def create_category(
 
 
 async def update_category(
-    session: AsyncSession, *, user_id: str, category_id: UUID, changes: dict[str, Any]
+    session: AsyncSession,
+    *,
+    user_id: str,
+    category_id: UUID,
+    changes: dict[str, Any],
+    precondition: Precondition = UNCONDITIONAL,
 ) -> Category:
     """Apply `changes` (field: new value); a change that changes nothing writes nothing."""
-    category = await get_category(session, user_id=user_id, category_id=category_id)
-    changed = {
-        field: value for field, value in changes.items() if getattr(category, field) != value
-    }
-    if not changed:
+
+    async def write() -> Category:
+        category = precondition.check(
+            await get_category(session, user_id=user_id, category_id=category_id)
+        )
+        changed = {
+            field: value for field, value in changes.items() if getattr(category, field) != value
+        }
+        if not changed:
+            return category
+        for field, value in changed.items():
+            setattr(category, field, value)
+        category.name_key = name_key(category.name)
+        category.updated_at = utcnow()
+        session.add(category)
+        await _commit(session)
         return category
-    for field, value in changed.items():
-        setattr(category, field, value)
-    category.name_key = name_key(category.name)
-    category.updated_at = utcnow()
-    category.version += 1
-    session.add(category)
-    await _commit(session)
-    return category
+
+    return await write_once_current(
+        session,
+        write,
+        precondition=precondition,
+        current_version=_version_of(session, user_id, category_id),
+    )
 
 
-async def delete_category(session: AsyncSession, *, user_id: str, category_id: UUID) -> None:
+async def delete_category(
+    session: AsyncSession,
+    *,
+    user_id: str,
+    category_id: UUID,
+    precondition: Precondition = UNCONDITIONAL,
+) -> None:
     """Delete a category; its tasks stay, uncategorized, each with a history entry."""
-    category = await get_category(session, user_id=user_id, category_id=category_id)
-    await uncategorize_tasks(session, user_id=user_id, category_id=category_id, at=utcnow())
-    await session.delete(category)
-    await session.commit()
+
+    async def write() -> None:
+        category = precondition.check(
+            await get_category(session, user_id=user_id, category_id=category_id)
+        )
+        await uncategorize_tasks(session, user_id=user_id, category_id=category_id, at=utcnow())
+        await session.delete(category)
+        await session.commit()
+
+    await write_once_current(
+        session,
+        write,
+        precondition=precondition,
+        current_version=_version_of(session, user_id, category_id),
+    )
+
+
+def _version_of(
+    session: AsyncSession, user_id: str, category_id: UUID
+) -> Callable[[], Awaitable[int]]:
+    async def version() -> int:
+        category = await get_category(session, user_id=user_id, category_id=category_id)
+        return category.version
+
+    return version
 
 
 async def _commit(session: AsyncSession) -> None:

@@ -5,6 +5,14 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response, status
 
+from backend.conditions import (
+    NOT_MODIFIED,
+    PRECONDITION_FAILED,
+    IfMatchDep,
+    IfNoneMatch,
+    not_modified,
+    represent,
+)
 from backend.deps import OwnerId, SessionDep, location
 from backend.models import (
     Instant,
@@ -58,52 +66,92 @@ async def create_task(
 ) -> TaskPublic:
     task = await service.create_task(session, user_id=user_id, task_in=task_in)
     response.headers["Location"] = location(request, user_id, "tasks", task.id)
-    return TaskPublic.model_validate(task)
+    return represent(TaskPublic, task, response)
 
 
-@router.get("/{task_id}", response_model=TaskPublic)
-async def get_task(session: SessionDep, user_id: OwnerId, task_id: UUID) -> TaskPublic:
+@router.get("/{task_id}", response_model=TaskPublic, responses=NOT_MODIFIED)
+async def get_task(
+    session: SessionDep,
+    user_id: OwnerId,
+    task_id: UUID,
+    response: Response,
+    if_none_match: IfNoneMatch = None,
+) -> TaskPublic | Response:
     task = await service.get_task(session, user_id=user_id, task_id=task_id)
-    return TaskPublic.model_validate(task)
+    return not_modified(if_none_match, task.version) or represent(TaskPublic, task, response)
 
 
-@router.put("/{task_id}", response_model=TaskPublic)
+@router.put("/{task_id}", response_model=TaskPublic, responses=PRECONDITION_FAILED)
 async def replace_task(
-    session: SessionDep, user_id: OwnerId, task_id: UUID, task_in: TaskReplace
+    session: SessionDep,
+    user_id: OwnerId,
+    task_id: UUID,
+    task_in: TaskReplace,
+    precondition: IfMatchDep,
+    response: Response,
 ) -> TaskPublic:
     task = await service.update_task(
-        session, user_id=user_id, task_id=task_id, changes=dict(task_in)
+        session, user_id=user_id, task_id=task_id, changes=dict(task_in), precondition=precondition
     )
-    return TaskPublic.model_validate(task)
+    return represent(TaskPublic, task, response)
 
 
-@router.patch("/{task_id}", response_model=TaskPublic)
+@router.patch("/{task_id}", response_model=TaskPublic, responses=PRECONDITION_FAILED)
 async def update_task(
-    session: SessionDep, user_id: OwnerId, task_id: UUID, task_in: TaskUpdate
+    session: SessionDep,
+    user_id: OwnerId,
+    task_id: UUID,
+    task_in: TaskUpdate,
+    precondition: IfMatchDep,
+    response: Response,
 ) -> TaskPublic:
     changes = {field: getattr(task_in, field) for field in task_in.model_fields_set}
-    task = await service.update_task(session, user_id=user_id, task_id=task_id, changes=changes)
-    return TaskPublic.model_validate(task)
+    task = await service.update_task(
+        session, user_id=user_id, task_id=task_id, changes=changes, precondition=precondition
+    )
+    return represent(TaskPublic, task, response)
 
 
-@router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_task(session: SessionDep, user_id: OwnerId, task_id: UUID) -> None:
-    await service.delete_task(session, user_id=user_id, task_id=task_id)
+@router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, responses=PRECONDITION_FAILED)
+async def delete_task(
+    session: SessionDep, user_id: OwnerId, task_id: UUID, precondition: IfMatchDep
+) -> None:
+    await service.delete_task(session, user_id=user_id, task_id=task_id, precondition=precondition)
 
 
-@router.patch("/{task_id}/complete", response_model=TaskPublic)
-async def complete_task(session: SessionDep, user_id: OwnerId, task_id: UUID) -> TaskPublic:
+@router.patch("/{task_id}/complete", response_model=TaskPublic, responses=PRECONDITION_FAILED)
+async def complete_task(
+    session: SessionDep,
+    user_id: OwnerId,
+    task_id: UUID,
+    precondition: IfMatchDep,
+    response: Response,
+) -> TaskPublic:
     """Mark the task completed; completing a completed task changes nothing."""
     task = await service.update_task(
-        session, user_id=user_id, task_id=task_id, changes={"completed": True}
+        session,
+        user_id=user_id,
+        task_id=task_id,
+        changes={"completed": True},
+        precondition=precondition,
     )
-    return TaskPublic.model_validate(task)
+    return represent(TaskPublic, task, response)
 
 
-@router.patch("/{task_id}/incomplete", response_model=TaskPublic)
-async def reopen_task(session: SessionDep, user_id: OwnerId, task_id: UUID) -> TaskPublic:
+@router.patch("/{task_id}/incomplete", response_model=TaskPublic, responses=PRECONDITION_FAILED)
+async def reopen_task(
+    session: SessionDep,
+    user_id: OwnerId,
+    task_id: UUID,
+    precondition: IfMatchDep,
+    response: Response,
+) -> TaskPublic:
     """Mark the task open again; reopening an open task changes nothing."""
     task = await service.update_task(
-        session, user_id=user_id, task_id=task_id, changes={"completed": False}
+        session,
+        user_id=user_id,
+        task_id=task_id,
+        changes={"completed": False},
+        precondition=precondition,
     )
-    return TaskPublic.model_validate(task)
+    return represent(TaskPublic, task, response)

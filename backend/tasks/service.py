@@ -1,6 +1,6 @@
 """Tasks: every read and write of a user's tasks, each write with its history entry."""
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -14,6 +14,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
+from backend.conditions import UNCONDITIONAL, Precondition, write_once_current
 from backend.db import utcnow
 from backend.errors import InvalidInput, NotFound
 from backend.history.service import record_change
@@ -27,8 +28,6 @@ from backend.models import (
     TaskPublic,
 )
 from backend.pagination import Keyset, PageRequest, fetch_page
-
-TRACKED_FIELDS = ("title", "description", "priority", "due_at", "category_id", "completed")
 
 TaskSort = Literal[
     "created_at", "-created_at", "updated_at", "-updated_at", "due_at", "-due_at",
@@ -123,40 +122,74 @@ async def create_task(session: AsyncSession, *, user_id: str, task_in: TaskCreat
 
 
 async def update_task(
-    session: AsyncSession, *, user_id: str, task_id: UUID, changes: dict[str, Any]
+    session: AsyncSession,
+    *,
+    user_id: str,
+    task_id: UUID,
+    changes: dict[str, Any],
+    precondition: Precondition = UNCONDITIONAL,
 ) -> Task:
     """Apply `changes` (field: new value); a change that changes nothing writes nothing."""
-    task = await get_task(session, user_id=user_id, task_id=task_id)
-    if changes.get("category_id") not in (None, task.category_id):
-        await _check_category(session, user_id=user_id, category_id=changes["category_id"])
-    now = utcnow()
-    diff = {
-        field: {"from": _json(getattr(task, field)), "to": _json(value)}
-        for field, value in changes.items()
-        if getattr(task, field) != value
-    }
-    if not diff:
+
+    async def write() -> Task:
+        task = precondition.check(await get_task(session, user_id=user_id, task_id=task_id))
+        if changes.get("category_id") not in (None, task.category_id):
+            await _check_category(session, user_id=user_id, category_id=changes["category_id"])
+        now = utcnow()
+        diff = {
+            field: {"from": _json(getattr(task, field)), "to": _json(value)}
+            for field, value in changes.items()
+            if getattr(task, field) != value
+        }
+        if not diff:
+            return task
+        for field in diff:
+            setattr(task, field, changes[field])
+        if "completed" in diff:
+            task.completed_at = now if task.completed else None
+            action = HistoryAction.completed if task.completed else HistoryAction.reopened
+        else:
+            action = HistoryAction.updated
+        task.updated_at = now
+        session.add(task)
+        record_change(session, task, action, diff, at=now)
+        await _commit(session)
         return task
-    for field in diff:
-        setattr(task, field, changes[field])
-    if "completed" in diff:
-        task.completed_at = now if task.completed else None
-        action = HistoryAction.completed if task.completed else HistoryAction.reopened
-    else:
-        action = HistoryAction.updated
-    task.updated_at = now
-    task.version += 1
-    session.add(task)
-    record_change(session, task, action, diff, at=now)
-    await _commit(session)
-    return task
+
+    return await write_once_current(
+        session,
+        write,
+        precondition=precondition,
+        current_version=_version_of(session, user_id, task_id),
+    )
 
 
-async def delete_task(session: AsyncSession, *, user_id: str, task_id: UUID) -> None:
-    task = await get_task(session, user_id=user_id, task_id=task_id)
-    record_change(session, task, HistoryAction.deleted, snapshot(task), at=utcnow())
-    await session.delete(task)
-    await session.commit()
+async def delete_task(
+    session: AsyncSession,
+    *,
+    user_id: str,
+    task_id: UUID,
+    precondition: Precondition = UNCONDITIONAL,
+) -> None:
+    async def write() -> None:
+        task = precondition.check(await get_task(session, user_id=user_id, task_id=task_id))
+        record_change(session, task, HistoryAction.deleted, snapshot(task), at=utcnow())
+        await session.delete(task)
+        await session.commit()
+
+    await write_once_current(
+        session,
+        write,
+        precondition=precondition,
+        current_version=_version_of(session, user_id, task_id),
+    )
+
+
+def _version_of(session: AsyncSession, user_id: str, task_id: UUID) -> Callable[[], Awaitable[int]]:
+    async def version() -> int:
+        return (await get_task(session, user_id=user_id, task_id=task_id)).version
+
+    return version
 
 
 async def uncategorize_tasks(
