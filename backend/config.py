@@ -52,8 +52,16 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     """Signs list cursors; defaults to the JWT secret (or the development secret)."""
     cors_origins: Annotated[list[str], NoDecode] = []
-    db_pool_size: int = 10
-    db_max_overflow: int = 10
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_timeout_seconds: float = Field(default=2, gt=0)
+    """How long a request waits for a pooled connection before 503."""
+    db_connect_timeout_seconds: int = Field(default=2, ge=1)
+    db_statement_timeout_ms: int = Field(default=5_000, ge=0)
+    db_lock_timeout_ms: int = Field(default=2_000, ge=0)
+    db_idle_in_transaction_timeout_ms: int = Field(default=10_000, ge=0)
+    request_deadline_seconds: float = Field(default=8, gt=0)
+    """The most a request may take, database work included, before 503 `timeout`."""
 
     @field_validator("database_url")
     @classmethod

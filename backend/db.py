@@ -42,13 +42,24 @@ def create_engine(settings: Settings) -> AsyncEngine:
         engine = create_async_engine(settings.database_url, connect_args={"timeout": 15})
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         return engine
+    # Server-side limits, so that no statement, lock wait or forgotten transaction holds
+    # a connection for long; the request deadline (middleware) covers a silent server.
+    options = " ".join(
+        f"-c {name}={value}"
+        for name, value in {
+            "timezone": "UTC",
+            "statement_timeout": settings.db_statement_timeout_ms,
+            "lock_timeout": settings.db_lock_timeout_ms,
+            "idle_in_transaction_session_timeout": settings.db_idle_in_transaction_timeout_ms,
+        }.items()
+    )
     return create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
-        pool_timeout=5,
-        connect_args={"connect_timeout": 5, "options": "-c timezone=UTC"},
+        pool_timeout=settings.db_pool_timeout_seconds,
+        connect_args={"connect_timeout": settings.db_connect_timeout_seconds, "options": options},
     )
 
 

@@ -140,6 +140,19 @@ class DatabaseUnavailable(AppError):
         super().__init__(headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
+class DeadlineExceeded(AppError):
+    status = 503
+    code = "timeout"
+    detail = "The request took too long; try again shortly."
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+# SQLSTATEs of a statement or lock wait cut short by the server's own timeouts.
+TIMEOUT_SQLSTATES = frozenset({"57014", "55P03"})
+
+
 class ProblemDetail(BaseModel):
     """An RFC 9457 problem document; `code` is the stable, machine-readable part."""
 
@@ -211,8 +224,9 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
-    logger.warning("database unavailable: %s", type(exc).__name__)
-    error = DatabaseUnavailable()
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    error = DeadlineExceeded() if sqlstate in TIMEOUT_SQLSTATES else DatabaseUnavailable()
+    logger.warning("database error answered %s: %s", error.code, type(exc).__name__)
     return problem(error.status, error.code, error.detail, headers=error.headers)
 
 

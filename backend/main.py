@@ -1,5 +1,6 @@
 """The application factory: settings in, a FastAPI app out."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ from backend.config import Settings, get_settings
 from backend.deps import SessionDep, require_owner
 from backend.errors import PROBLEM_RESPONSES, DatabaseUnavailable, install_error_handlers
 from backend.history.routes import router as history_router
-from backend.middleware import CatchUnexpected, LimitBody
+from backend.middleware import CatchUnexpected, Deadline, LimitBody
 from backend.pagination import CursorSigner
 from backend.stats.routes import router as stats_router
 from backend.tasks.routes import router as tasks_router
@@ -26,6 +27,7 @@ from backend.tokens.routes import router as tokens_router
 from backend.users.routes import router as users_router
 
 MAX_BODY_BYTES = 64 * 1024
+READY_TIMEOUT_SECONDS = 1
 
 logger = logging.getLogger("todo_api")
 
@@ -52,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.known_users = {}
     install_error_handlers(app)
     app.add_middleware(LimitBody, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(Deadline, seconds=settings.request_deadline_seconds)
     app.add_middleware(CatchUnexpected)
     if settings.cors_origins:
         app.add_middleware(
@@ -102,9 +105,10 @@ async def healthz() -> dict[str, str]:
 
 @health_router.get("/readyz", responses={503: PROBLEM_RESPONSES[503]})
 async def readyz(session: SessionDep) -> dict[str, str]:
-    """Readiness: the database answers a trivial query."""
+    """Readiness: the database answers a trivial query, within a second."""
     try:
-        await session.exec(select(literal(1)))
-    except (OperationalError, InterfaceError, PoolTimeoutError):
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            await session.exec(select(literal(1)))
+    except (OperationalError, InterfaceError, PoolTimeoutError, TimeoutError):
         raise DatabaseUnavailable from None
     return {"status": "ok"}

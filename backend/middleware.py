@@ -1,12 +1,13 @@
 """ASGI middleware: the request body limit and the last-resort error catcher."""
 
+import asyncio
 import logging
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backend.errors import AppError, PayloadTooLarge, problem
+from backend.errors import AppError, DeadlineExceeded, PayloadTooLarge, problem
 
 logger = logging.getLogger("todo_api")
 
@@ -43,6 +44,39 @@ class LimitBody:
             return message
 
         await self.app(scope, receive_limited, send)
+
+
+class Deadline:
+    """Answer 503 `timeout` when a request outlives `seconds`, whatever it waits on.
+
+    A stopped or hung database enforces none of its own timeouts; this one holds anyway.
+    Public health routes are left alone: they must answer while the database does not.
+    """
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in {"/healthz", "/readyz"}:
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            async with asyncio.timeout(self.seconds):
+                await self.app(scope, receive, send_tracking)
+        except TimeoutError:
+            logger.warning("request deadline of %ss passed", self.seconds)
+            if not started:
+                error = DeadlineExceeded()
+                response = problem(error.status, error.code, error.detail, headers=error.headers)
+                await response(scope, receive, send)
 
 
 class CatchUnexpected:
