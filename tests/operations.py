@@ -145,6 +145,11 @@ def url(op: Operation, user: str, ids: dict[str, str]) -> str:
     return PARAM.sub(fill, op.path)
 
 
+def never_seen_url(op: Operation, subject: str) -> str:
+    """The operation's path for `subject` (URL-quoted here) with an id no row has for each id."""
+    return url(op, quote(subject, safe=""), NEVER_SEEN)
+
+
 def send(
     client: TestClient,
     op: Operation,

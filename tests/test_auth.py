@@ -1,9 +1,5 @@
 """Bearer tokens: header parsing, every rejected token, iss/aud, settings, just-in-time users."""
 
-import base64
-import hashlib
-import hmac
-import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,106 +14,84 @@ from backend.config import Settings
 from backend.main import create_app
 from backend.models import User
 from tests.conftest import SECRET, AuthFactory, assert_problem, make_token
+from tests.security.support import (
+    DROP,
+    SecretKey,
+    change_payload,
+    craft,
+    flip_signature_bit,
+    repeat_segments,
+    strip_signature,
+    with_alphabet,
+    without_dropped,
+)
 
 OTHER_SECRET = "another-secret-that-is-also-long-enough!!"
 ISSUER = "https://auth.example.com"
 AUDIENCE = "todo-api"
-DROP = object()
 
 TokenBuilder = Callable[[int], str]
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _segment(value: Any) -> str:
-    return _b64(json.dumps(value, separators=(",", ":")).encode())
-
-
 def _claims(now: int, **changes: Any) -> dict[str, Any]:
-    claims = {"sub": "alice", "iat": now, "exp": now + 600, **changes}
-    return {name: value for name, value in claims.items() if value is not DROP}
+    return without_dropped({"sub": "alice", "iat": now, "exp": now + 600} | changes)
 
 
-def craft(payload: dict[str, Any], header: Any = None, secret: str = SECRET) -> str:
-    """An HS256 token built by hand, so that no library refuses to write a bad one."""
-    header = {"alg": "HS256", "typ": "JWT"} if header is None else header
-    signing_input = f"{_segment(header)}.{_segment(payload)}"
-    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{_b64(signature)}"
+def _token(
+    now: int, header: dict[str, Any] | None = None, *, secret: str = SECRET, **changes: Any
+) -> str:
+    """An HS256 token for alice issued at `now`; a claim or header member set to `DROP` is
+    left out."""
+    return SecretKey(secret).sign(_claims(now, **changes), header)
 
 
 def _unsigned(now: int, alg: str) -> str:
-    return f"{_segment({'alg': alg, 'typ': 'JWT'})}.{_segment(_claims(now))}."
-
-
-def _flipped_signature(now: int) -> str:
-    head, payload, signature = craft(_claims(now)).split(".")
-    raw = bytearray(base64.urlsafe_b64decode(signature + "="))
-    raw[0] ^= 0x01
-    return f"{head}.{payload}.{_b64(bytes(raw))}"
-
-
-def _changed_payload(now: int) -> str:
-    head, _, signature = craft(_claims(now)).split(".")
-    return f"{head}.{_segment(_claims(now, exp=now + 601))}.{signature}"
-
-
-def _standard_alphabet(now: int) -> str:
-    """A valid token whose signature is rewritten with `+` and `/` (base64, not base64url)."""
-    for nonce in range(1000):
-        token = craft(_claims(now, nonce=nonce))
-        if "-" in token.rsplit(".", 1)[1] or "_" in token.rsplit(".", 1)[1]:
-            return token.translate(str.maketrans("-_", "+/"))
-    raise AssertionError("no signature with - or _")
-
-
-def _segments(now: int, count: int) -> str:
-    parts = craft(_claims(now)).split(".")
-    return ".".join((parts * 2)[:count])
+    return craft({"alg": alg, "typ": "JWT"}, _claims(now), lambda message: b"")
 
 
 INVALID: list[Any] = [
-    pytest.param(lambda now: craft(_claims(now), secret=OTHER_SECRET), id="wrong-secret"),
-    pytest.param(lambda now: craft(_claims(now, iat=now - 900, exp=now - 31)), id="expired-31s"),
-    pytest.param(lambda now: craft(_claims(now, nbf=now + 60)), id="nbf-in-future"),
-    pytest.param(lambda now: craft(_claims(now, iat=now + 60)), id="iat-in-future"),
-    pytest.param(lambda now: craft(_claims(now, exp=DROP)), id="no-exp"),
-    pytest.param(lambda now: craft(_claims(now, iat=DROP)), id="no-iat"),
-    pytest.param(lambda now: craft(_claims(now, sub=DROP)), id="no-sub"),
-    pytest.param(lambda now: craft(_claims(now, sub="")), id="empty-sub"),
-    pytest.param(lambda now: craft(_claims(now, sub=42)), id="sub-number"),
-    pytest.param(lambda now: craft(_claims(now, sub=["alice"])), id="sub-list"),
-    pytest.param(lambda now: craft(_claims(now, sub="a" * 256)), id="sub-256-chars"),
-    pytest.param(lambda now: craft(_claims(now, exp=str(now + 600))), id="exp-string"),
-    pytest.param(lambda now: craft(_claims(now, exp=10**20)), id="exp-absurdly-large"),
+    pytest.param(lambda now: _token(now, secret=OTHER_SECRET), id="wrong-secret"),
+    pytest.param(lambda now: _token(now, iat=now - 900, exp=now - 31), id="expired-31s"),
+    pytest.param(lambda now: _token(now, nbf=now + 60), id="nbf-in-future"),
+    pytest.param(lambda now: _token(now, iat=now + 60), id="iat-in-future"),
+    pytest.param(lambda now: _token(now, exp=DROP), id="no-exp"),
+    pytest.param(lambda now: _token(now, iat=DROP), id="no-iat"),
+    pytest.param(lambda now: _token(now, sub=DROP), id="no-sub"),
+    pytest.param(lambda now: _token(now, sub=""), id="empty-sub"),
+    pytest.param(lambda now: _token(now, sub=42), id="sub-number"),
+    pytest.param(lambda now: _token(now, sub=["alice"]), id="sub-list"),
+    pytest.param(lambda now: _token(now, sub="a" * 256), id="sub-256-chars"),
+    pytest.param(lambda now: _token(now, exp=str(now + 600)), id="exp-string"),
+    pytest.param(lambda now: _token(now, exp=10**20), id="exp-absurdly-large"),
     pytest.param(lambda now: _unsigned(now, "none"), id="alg-none"),
     pytest.param(lambda now: _unsigned(now, "None"), id="alg-None"),
     pytest.param(lambda now: _unsigned(now, "NONE"), id="alg-NONE"),
     pytest.param(lambda now: _unsigned(now, "nOnE"), id="alg-nOnE"),
-    pytest.param(lambda now: _unsigned(now, "HS256"), id="stripped-signature"),
-    pytest.param(lambda now: craft(_claims(now), {"alg": "HS256", "typ": "JWS"}), id="typ-JWS"),
-    pytest.param(lambda now: craft(_claims(now, pad="x" * 9000)), id="over-8KiB"),
+    pytest.param(lambda now: strip_signature(_token(now)), id="stripped-signature"),
+    pytest.param(lambda now: _token(now, {"typ": "JWS"}), id="typ-JWS"),
+    pytest.param(lambda now: _token(now, pad="x" * 9000), id="over-8KiB"),
     pytest.param(lambda now: "gArBaGe-not-a-token-at-all", id="garbage"),
     pytest.param(lambda now: "null", id="null"),
     pytest.param(lambda now: "sess_2b7c9f0e4d1a4f6b8c3e5a7d9f1b3c5e", id="session-id"),
-    pytest.param(lambda now: _segments(now, 1), id="1-segment"),
-    pytest.param(lambda now: _segments(now, 2), id="2-segments"),
-    pytest.param(lambda now: _segments(now, 4), id="4-segments"),
-    pytest.param(lambda now: _segments(now, 5), id="5-segments"),
-    pytest.param(lambda now: craft(_claims(now)).replace(".", ".*", 1), id="star-in-payload"),
-    pytest.param(lambda now: craft(_claims(now)) + "!", id="bang-in-signature"),
-    pytest.param(_standard_alphabet, id="plus-slash-in-signature"),
-    pytest.param(_flipped_signature, id="flipped-signature-bit"),
-    pytest.param(_changed_payload, id="changed-payload"),
+    pytest.param(lambda now: repeat_segments(_token(now), 1), id="1-segment"),
+    pytest.param(lambda now: repeat_segments(_token(now), 2), id="2-segments"),
+    pytest.param(lambda now: repeat_segments(_token(now), 4), id="4-segments"),
+    pytest.param(lambda now: repeat_segments(_token(now), 5), id="5-segments"),
+    pytest.param(lambda now: _token(now).replace(".", ".*", 1), id="star-in-payload"),
+    pytest.param(lambda now: _token(now) + "!", id="bang-in-signature"),
+    pytest.param(
+        lambda now: with_alphabet(lambda nonce: _token(now, nonce=nonce), "-_", "+/"),
+        id="plus-slash-in-signature",
+    ),
+    pytest.param(lambda now: flip_signature_bit(_token(now)), id="flipped-signature-bit"),
+    pytest.param(lambda now: change_payload(_token(now)), id="changed-payload"),
 ]
 
 VALID: list[Any] = [
-    pytest.param(lambda now: craft(_claims(now, iat=now - 900, exp=now - 10)), id="expired-10s"),
-    pytest.param(lambda now: craft(_claims(now), {"alg": "HS256"}), id="typ-absent"),
-    pytest.param(lambda now: craft(_claims(now), {"alg": "HS256", "typ": "JWT"}), id="typ-JWT"),
-    pytest.param(lambda now: craft(_claims(now), {"alg": "HS256", "typ": "at+jwt"}), id="at+jwt"),
+    pytest.param(lambda now: _token(now, iat=now - 900, exp=now - 10), id="expired-10s"),
+    pytest.param(lambda now: _token(now, {"typ": DROP}), id="typ-absent"),
+    pytest.param(lambda now: _token(now, {"typ": "JWT"}), id="typ-JWT"),
+    pytest.param(lambda now: _token(now, {"typ": "at+jwt"}), id="at+jwt"),
 ]
 
 

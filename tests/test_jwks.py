@@ -2,7 +2,7 @@
 
 import asyncio
 import json
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -10,7 +10,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt import PyJWK
 
 from backend.jwks import MAX_JWKS_BYTES, JwksClient, JwksPolicy, KeysUnavailable, usable_keys
-from tests.security.support import MOVED_PATH, JwksServer, Keys, SigningKey, session_keys
+from tests.security.support import MOVED_PATH, JwksServer, Keys, SigningKey
+from tests.security.support import jwks_server as jwks_server  # fixtures
+from tests.security.support import keys as keys
 
 ALGORITHMS = ("EdDSA", "ES256", "RS256", "PS256")
 POLICY = JwksPolicy(lifetime=300, cooldown=10, stale=3600, timeout=1)
@@ -31,26 +33,14 @@ class Clock:
         self.now += seconds
 
 
-@pytest.fixture(scope="module")
-def keys() -> Keys:
-    return session_keys()
-
-
-@pytest.fixture
-def server(keys: Keys) -> Iterator[JwksServer]:
-    with JwksServer() as server:
-        server.publish(*keys.issued)
-        yield server
-
-
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
 
 
 @pytest.fixture
-def jwks(server: JwksServer, clock: Clock) -> JwksClient:
-    return JwksClient(server.url, ALGORITHMS, POLICY, clock=clock)
+def jwks(jwks_server: JwksServer, clock: Clock) -> JwksClient:
+    return JwksClient(jwks_server.url, ALGORITHMS, POLICY, clock=clock)
 
 
 def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -137,7 +127,7 @@ def test_usable_keys_refuse_a_document_without_keys(document: object) -> None:
 
 
 def test_keys_are_fetched_once_within_the_lifetime(
-    jwks: JwksClient, server: JwksServer, clock: Clock
+    jwks: JwksClient, jwks_server: JwksServer, clock: Clock
 ) -> None:
     async def scenario() -> None:
         assert kids(await jwks.keys_for("ed-1", "EdDSA")) == ["ed-1"]
@@ -147,49 +137,49 @@ def test_keys_are_fetched_once_within_the_lifetime(
 
     run(scenario)
 
-    assert server.fetches == 1
+    assert jwks_server.fetches == 1
 
 
 def test_keys_are_fetched_again_after_the_lifetime(
-    jwks: JwksClient, server: JwksServer, clock: Clock, keys: Keys
+    jwks: JwksClient, jwks_server: JwksServer, clock: Clock, keys: Keys
 ) -> None:
     async def scenario() -> None:
         await jwks.keys_for("ed-1", "EdDSA")
-        server.publish(keys.ed_next)
+        jwks_server.publish(keys.ed_next)
         clock.advance(300)
         assert kids(await jwks.keys_for("ed-2", "EdDSA")) == ["ed-2"]
         assert await jwks.keys_for("ed-1", "EdDSA") == []
 
     run(scenario)
 
-    assert server.fetches == 2
+    assert jwks_server.fetches == 2
 
 
 def test_unknown_kids_fetch_at_most_once_per_cooldown(
-    jwks: JwksClient, server: JwksServer, clock: Clock, keys: Keys
+    jwks: JwksClient, jwks_server: JwksServer, clock: Clock, keys: Keys
 ) -> None:
     async def scenario() -> None:
         await jwks.keys_for("ed-1", "EdDSA")
-        server.publish(*keys.issued, keys.ed_next)
+        jwks_server.publish(*keys.issued, keys.ed_next)
         for number in range(20):
             clock.advance(0.4)
             assert await jwks.keys_for(f"unknown-{number}", "EdDSA") == []
-        assert server.fetches == 1  # 8 seconds: within the cooldown
+        assert jwks_server.fetches == 1  # 8 seconds: within the cooldown
         clock.advance(2.5)
         assert kids(await jwks.keys_for("ed-2", "EdDSA")) == ["ed-2"]
         assert await jwks.keys_for("unknown-again", "EdDSA") == []
 
     run(scenario)
 
-    assert server.fetches == 2
+    assert jwks_server.fetches == 2
 
 
 def test_failed_fetch_keeps_the_last_good_set_for_the_stale_window(
-    jwks: JwksClient, server: JwksServer, clock: Clock
+    jwks: JwksClient, jwks_server: JwksServer, clock: Clock
 ) -> None:
     async def scenario() -> None:
         await jwks.keys_for("ed-1", "EdDSA")
-        server.status = 503
+        jwks_server.status = 503
         clock.advance(POLICY.lifetime)
         assert kids(await jwks.keys_for("ed-1", "EdDSA")) == ["ed-1"]
         with pytest.raises(KeysUnavailable):
@@ -202,25 +192,25 @@ def test_failed_fetch_keeps_the_last_good_set_for_the_stale_window(
 
     run(scenario)
 
-    assert server.fetches >= 3
+    assert jwks_server.fetches >= 3
 
 
 def test_stale_set_is_replaced_once_the_endpoint_recovers(
-    jwks: JwksClient, server: JwksServer, clock: Clock
+    jwks: JwksClient, jwks_server: JwksServer, clock: Clock
 ) -> None:
     async def scenario() -> None:
         await jwks.keys_for("ed-1", "EdDSA")
-        server.status = 500
+        jwks_server.status = 500
         clock.advance(POLICY.stale + 1)
         with pytest.raises(KeysUnavailable):
             await jwks.keys_for("ed-1", "EdDSA")
-        server.status = 200
+        jwks_server.status = 200
         clock.advance(POLICY.cooldown)
         assert kids(await jwks.keys_for("ed-1", "EdDSA")) == ["ed-1"]
 
     run(scenario)
 
-    assert server.fetches == 3
+    assert jwks_server.fetches == 3
 
 
 @pytest.mark.parametrize(
@@ -237,10 +227,10 @@ def test_stale_set_is_replaced_once_the_endpoint_recovers(
     ],
 )
 def test_no_key_set_yet_is_keys_unavailable(
-    server: JwksServer, clock: Clock, breakage: Callable[[JwksServer], None]
+    jwks_server: JwksServer, clock: Clock, breakage: Callable[[JwksServer], None]
 ) -> None:
-    breakage(server)
-    jwks = JwksClient(server.url, ALGORITHMS, JwksPolicy(timeout=0.3), clock=clock)
+    breakage(jwks_server)
+    jwks = JwksClient(jwks_server.url, ALGORITHMS, JwksPolicy(timeout=0.3), clock=clock)
 
     async def scenario() -> None:
         with pytest.raises(KeysUnavailable):
@@ -248,12 +238,12 @@ def test_no_key_set_yet_is_keys_unavailable(
 
     run(scenario)
 
-    assert server.fetches == 1
-    assert server.count(MOVED_PATH) == 0
+    assert jwks_server.fetches == 1
+    assert jwks_server.count(MOVED_PATH) == 0
 
 
-def test_concurrent_calls_share_one_fetch(jwks: JwksClient, server: JwksServer) -> None:
-    server.delay = 0.2
+def test_concurrent_calls_share_one_fetch(jwks: JwksClient, jwks_server: JwksServer) -> None:
+    jwks_server.delay = 0.2
 
     async def scenario() -> None:
         found = await asyncio.gather(*(jwks.keys_for("ed-1", "EdDSA") for _ in range(20)))
@@ -261,16 +251,16 @@ def test_concurrent_calls_share_one_fetch(jwks: JwksClient, server: JwksServer) 
 
     run(scenario)
 
-    assert server.fetches == 1
+    assert jwks_server.fetches == 1
 
 
 def test_concurrent_unknown_kids_share_one_fetch(
-    jwks: JwksClient, server: JwksServer, clock: Clock
+    jwks: JwksClient, jwks_server: JwksServer, clock: Clock
 ) -> None:
     async def scenario() -> None:
         await jwks.keys_for("ed-1", "EdDSA")
         clock.advance(POLICY.cooldown)
-        server.delay = 0.2
+        jwks_server.delay = 0.2
         found = await asyncio.gather(
             *(jwks.keys_for(f"unknown-{number}", "EdDSA") for number in range(20))
         )
@@ -278,4 +268,4 @@ def test_concurrent_unknown_kids_share_one_fetch(
 
     run(scenario)
 
-    assert server.fetches == 2
+    assert jwks_server.fetches == 2

@@ -15,14 +15,9 @@ from backend.auth import create_verifier
 from backend.config import Settings
 from backend.main import create_app
 from tests.conftest import SECRET
-from tests.security.support import (
-    JwksServer,
-    Keys,
-    SecretKey,
-    Signer,
-    session_keys,
-    without_dropped,
-)
+from tests.security.support import JwksServer, Keys, SecretKey, Signer, without_dropped
+from tests.security.support import jwks_server as jwks_server  # fixtures
+from tests.security.support import keys as keys
 
 ISSUER = "https://auth.example.com"
 AUDIENCE = "todo-api"
@@ -54,19 +49,6 @@ class Api:
 
 
 ApiFactory = Callable[..., Api]
-
-
-@pytest.fixture(scope="session")
-def keys() -> Keys:
-    return session_keys()
-
-
-@pytest.fixture
-def jwks_server(keys: Keys) -> Iterator[JwksServer]:
-    """The issuer's key endpoint, listing its Ed25519, RSA and EC public keys."""
-    with JwksServer() as server:
-        server.publish(*keys.issued)
-        yield server
 
 
 @pytest.fixture

@@ -1,10 +1,7 @@
-"""Every protected operation of the OpenAPI document, and what each answered a request."""
+"""What every protected operation (tests/operations.py) answered a request, in one batch."""
 
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
-from urllib.parse import quote
 
 import httpx2
 from fastapi.testclient import TestClient
@@ -12,52 +9,14 @@ from sqlalchemy import text
 from sqlmodel import Session
 from starlette.types import ASGIApp
 
-from backend.config import Settings
-from backend.main import create_app
-from tests.conftest import SECRET, TABLES
+from tests.conftest import TABLES
+from tests.operations import PROTECTED, never_seen_url
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 PROBLEM_JSON = "application/problem+json"
-MISSING_ID = "00000000-0000-7000-8000-0000000000a1"
-PARAM = re.compile(r"\{(\w+)\}")
 
 HeaderList = Mapping[str, str] | Sequence[tuple[str, str]]
 
-
-@dataclass(frozen=True)
-class Operation:
-    method: str
-    path: str
-
-    def url(self, subject: str) -> str:
-        """The path for `subject`, with an id that exists nowhere in each other parameter."""
-
-        def fill(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name == "user_id":
-                return quote(subject, safe="")
-            assert name.endswith("_id"), f"{self}: unexpected path parameter {name}"
-            return MISSING_ID
-
-        return PARAM.sub(fill, self.path)
-
-    def __str__(self) -> str:
-        return f"{self.method} {self.path}"
-
-
-def _protected_operations() -> list[Operation]:
-    settings = Settings(_env_file=None, environment="test", jwt_secret=SECRET)
-    paths = create_app(settings).openapi()["paths"]
-    return [
-        Operation(method.upper(), path)
-        for path, methods in paths.items()
-        if path not in PUBLIC_PATHS
-        for method in methods
-    ]
-
-
-OPERATIONS = _protected_operations()
-assert len(OPERATIONS) >= 20, "the OpenAPI document lost its user routes"
+assert len(PROTECTED) >= 20, "the OpenAPI document lost its user routes"
 
 
 class Outcome(NamedTuple):
@@ -101,9 +60,9 @@ async def _send_all(
     async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
         return [
             await client.request(
-                op.method, op.url(subject), json={}, headers=headers, params=params
+                op.method, never_seen_url(op, subject), json={}, headers=headers, params=params
             )
-            for op in OPERATIONS
+            for op in PROTECTED
         ]
 
 
@@ -119,7 +78,7 @@ def send_every_operation(
     hop per message: the same app and lifespan, several times faster."""
     assert client.portal is not None, "use the TestClient inside `with`"
     responses = client.portal.call(_send_all, client.app, subject, headers, params)
-    return {str(op): response for op, response in zip(OPERATIONS, responses, strict=True)}
+    return {str(op): response for op, response in zip(PROTECTED, responses, strict=True)}
 
 
 def call_every_operation(
@@ -136,7 +95,7 @@ def call_every_operation(
 
 
 def every(expected: Outcome) -> dict[str, Outcome]:
-    return {str(op): expected for op in OPERATIONS}
+    return {str(op): expected for op in PROTECTED}
 
 
 def refused_operations(client: TestClient, subject: str, headers: HeaderList) -> dict[str, int]:
@@ -148,10 +107,6 @@ def refused_operations(client: TestClient, subject: str, headers: HeaderList) ->
         for op, response in responses.items()
         if response.status_code in (401, 403) or response.status_code >= 500
     }
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def stored_rows(db: Session) -> dict[str, int]:

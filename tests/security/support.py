@@ -1,4 +1,5 @@
-"""Signing keys, hand-made tokens and a local JWKS server whose answers tests control."""
+"""Signing keys, hand-made and tampered tokens, and a local JWKS server whose answers tests
+control (with its fixtures)."""
 
 import base64
 import hashlib
@@ -7,13 +8,14 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import Algorithm, get_default_algorithms
 
@@ -52,6 +54,40 @@ def craft(header: Any, payload: Any, sign: Callable[[bytes], bytes]) -> str:
 
 def hmac_signer(secret: bytes) -> Callable[[bytes], bytes]:
     return lambda message: hmac.new(secret, message, hashlib.sha256).digest()
+
+
+def flip_signature_bit(token: str) -> str:
+    head, payload, signature = token.split(".")
+    raw = bytearray(b64url_decode(signature))
+    raw[0] ^= 0x01
+    return f"{head}.{payload}.{b64url(bytes(raw))}"
+
+
+def change_payload(token: str) -> str:
+    """The token with `exp` one second later, under its old signature."""
+    head, payload, signature = token.split(".")
+    claims = json.loads(b64url_decode(payload))
+    return f"{head}.{segment(claims | {'exp': claims['exp'] + 1})}.{signature}"
+
+
+def strip_signature(token: str) -> str:
+    return token.rsplit(".", 1)[0] + "."
+
+
+def repeat_segments(token: str, count: int) -> str:
+    """`count` dot-separated segments taken from the token's own, in turn."""
+    parts = token.split(".")
+    return ".".join((parts * 2)[:count])
+
+
+def with_alphabet(sign: Callable[[int], str], old: str, new: str) -> str:
+    """A valid token (`sign(nonce)`) whose signature is rewritten with characters outside
+    base64url: each of `old` becomes the one at its place in `new`."""
+    for nonce in range(1000):
+        token = sign(nonce)
+        if any(character in token.rsplit(".", 1)[1] for character in old):
+            return token.translate(str.maketrans(old, new))
+    raise AssertionError("no signature with those characters")
 
 
 class Signer:
@@ -284,3 +320,19 @@ def unused_url() -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}{JWKS_PATH}"
+
+
+# Fixtures of tests/security/ and tests/test_jwks.py -------------------------------------
+
+
+@pytest.fixture(scope="session")
+def keys() -> Keys:
+    return session_keys()
+
+
+@pytest.fixture
+def jwks_server(keys: Keys) -> Iterator[JwksServer]:
+    """The issuer's key endpoint, listing its Ed25519, RSA and EC public keys."""
+    with JwksServer() as server:
+        server.publish(*keys.issued)
+        yield server

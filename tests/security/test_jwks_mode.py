@@ -7,8 +7,9 @@ import pytest
 from sqlmodel import Session, select
 
 from backend.models import User
+from tests.operations import bearer
 from tests.security.conftest import ApiFactory
-from tests.security.every_operation import INVALID, bearer, outcome
+from tests.security.every_operation import INVALID, outcome
 from tests.security.support import DROP, JwksServer, Keys, SigningKey
 
 BASE_URL = "http://localhost:3000"

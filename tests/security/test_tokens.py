@@ -8,12 +8,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from sqlmodel import Session
 
+from tests.operations import bearer
 from tests.security.conftest import Api
 from tests.security.every_operation import (
     INVALID,
     MISSING,
     NOTHING_STORED,
-    bearer,
     call_every_operation,
     every,
     refused_operations,
@@ -26,10 +26,13 @@ from tests.security.support import (
     Keys,
     SigningKey,
     b64url,
-    b64url_decode,
+    change_payload,
     craft,
+    flip_signature_bit,
     hmac_signer,
-    segment,
+    repeat_segments,
+    strip_signature,
+    with_alphabet,
 )
 
 TokenBuilder = Callable[[Api], str]
@@ -107,20 +110,6 @@ def test_case_04_two_authorization_headers_are_refused(
 # Case 5: not a token at all ----------------------------------------------------------------
 
 
-def _segments(api: Api, count: int) -> str:
-    parts = api.token().split(".")
-    return ".".join((parts * 2)[:count])
-
-
-def _with_alphabet(api: Api, old: str, new: str) -> str:
-    """A valid token whose signature is rewritten with characters outside base64url."""
-    for nonce in range(200):
-        token = api.token(nonce=nonce)
-        if any(character in token.rsplit(".", 1)[1] for character in old):
-            return token.translate(str.maketrans(old, new))
-    raise AssertionError("no signature with those characters")
-
-
 def _with_header(api: Api, header: bytes) -> str:
     _, payload, signature = api.token().split(".")
     return f"{b64url(header)}.{payload}.{signature}"
@@ -135,14 +124,17 @@ def _with_header(api: Api, header: bytes) -> str:
         pytest.param(lambda api: "null", id="null"),
         pytest.param(lambda api: "sess_2b7c9f0e4d1a4f6b8c3e5a7d9f1b3c5e", id="session-id"),
         pytest.param(lambda api: "3uR9sXz1QmL0aB7cVdE2fG4hJ6kN8pT5", id="better-auth-session"),
-        pytest.param(lambda api: _segments(api, 1), id="1-segment"),
-        pytest.param(lambda api: _segments(api, 2), id="2-segments"),
-        pytest.param(lambda api: _segments(api, 4), id="4-segments"),
-        pytest.param(lambda api: _segments(api, 5), id="5-segments"),
+        pytest.param(lambda api: repeat_segments(api.token(), 1), id="1-segment"),
+        pytest.param(lambda api: repeat_segments(api.token(), 2), id="2-segments"),
+        pytest.param(lambda api: repeat_segments(api.token(), 4), id="4-segments"),
+        pytest.param(lambda api: repeat_segments(api.token(), 5), id="5-segments"),
         pytest.param(lambda api: "..", id="empty-segments"),
         pytest.param(lambda api: api.token().replace(".", ".*", 1), id="star-in-payload"),
         pytest.param(lambda api: api.token() + "!", id="bang-in-signature"),
-        pytest.param(lambda api: _with_alphabet(api, "-_", "+/"), id="plus-slash"),
+        pytest.param(
+            lambda api: with_alphabet(lambda nonce: api.token(nonce=nonce), "-_", "+/"),
+            id="plus-slash",
+        ),
         pytest.param(lambda api: api.token().replace(".", ". ", 1), id="space-inside"),
         pytest.param(lambda api: _with_header(api, b"\xff\xfe{}"), id="header-not-utf8"),
         pytest.param(lambda api: _with_header(api, b"[]"), id="header-a-list"),
@@ -216,29 +208,12 @@ def test_case_07_alg_that_does_not_fit_the_key_is_401_invalid(
     assert_refused_everywhere(jwks_api, db, signer.sign(jwks_api.claims(), header))
 
 
-def _flip_signature_bit(api: Api) -> str:
-    head, payload, signature = api.token().split(".")
-    raw = bytearray(b64url_decode(signature))
-    raw[0] ^= 0x01
-    return f"{head}.{payload}.{b64url(bytes(raw))}"
-
-
-def _change_payload(api: Api) -> str:
-    head, payload, signature = api.token().split(".")
-    claims = json.loads(b64url_decode(payload))
-    return f"{head}.{segment(claims | {'exp': claims['exp'] + 1})}.{signature}"
-
-
-def _strip_signature(api: Api) -> str:
-    return api.token().rsplit(".", 1)[0] + "."
-
-
 @pytest.mark.parametrize(
     "build",
     [
-        pytest.param(_flip_signature_bit, id="flipped-signature-bit"),
-        pytest.param(_change_payload, id="changed-payload"),
-        pytest.param(_strip_signature, id="stripped-signature"),
+        pytest.param(lambda api: flip_signature_bit(api.token()), id="flipped-signature-bit"),
+        pytest.param(lambda api: change_payload(api.token()), id="changed-payload"),
+        pytest.param(lambda api: strip_signature(api.token()), id="stripped-signature"),
     ],
 )
 def test_case_08_tampered_token_is_401_invalid(api: Api, db: Session, build: TokenBuilder) -> None:

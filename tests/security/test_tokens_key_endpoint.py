@@ -13,14 +13,13 @@ from sqlmodel import Session
 from backend.config import ConfigurationError, Settings, get_settings
 from backend.main import create_app
 from tests.conftest import SECRET
+from tests.operations import PROTECTED, bearer, never_seen_url
 from tests.security.conftest import ApiFactory
 from tests.security.every_operation import (
     INVALID,
     NOTHING_STORED,
-    OPERATIONS,
     UNAVAILABLE,
     Outcome,
-    bearer,
     call_every_operation,
     every,
     outcome,
@@ -85,10 +84,10 @@ def test_case_11_flood_of_unknown_kids_fetches_once_per_cooldown(
         """50 tokens with a new unknown `kid` each, spread over every operation."""
         statuses: dict[str, Outcome] = {}
         for number in range(first, first + 50):
-            op = OPERATIONS[number % len(OPERATIONS)]
+            op = PROTECTED[number % len(PROTECTED)]
             token = keys.ed.sign(api.claims(), {"kid": f"unknown-{number}"})
             response = api.client.request(
-                op.method, op.url("alice"), json={}, headers=bearer(token)
+                op.method, never_seen_url(op, "alice"), json={}, headers=bearer(token)
             )
             statuses[f"{op} unknown-{number}"] = outcome(response, token)
         return {kid: answer for kid, answer in statuses.items() if answer != INVALID}
