@@ -19,6 +19,7 @@ from backend.config import Settings, get_settings
 from backend.deps import SessionDep, require_owner
 from backend.errors import PROBLEM_RESPONSES, DatabaseUnavailable, install_error_handlers
 from backend.history.routes import router as history_router
+from backend.idempotency.guard import RecordIdempotentResponses, Replay, replay
 from backend.middleware import CatchUnexpected, Deadline, LimitBody
 from backend.pagination import CursorSigner
 from backend.stats.routes import router as stats_router
@@ -53,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.cursor_signer = CursorSigner(settings.cursor_secret())
     app.state.known_users = {}
     install_error_handlers(app)
+    app.add_exception_handler(Replay, replay)
+    app.add_middleware(RecordIdempotentResponses)
     app.add_middleware(LimitBody, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(Deadline, seconds=settings.request_deadline_seconds)
     app.add_middleware(CatchUnexpected)

@@ -344,6 +344,24 @@ class TokenCreated(TokenPublic):
     token: str
 
 
+# A write's `Idempotency-Key`: claimed while in flight, then the response to replay.
+class IdempotencyRecord(SQLModel, table=True):
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_idempotency_keys_user"),
+        Index("ix_idempotency_keys_user_expires", "user_id", "expires_at"),
+    )
+
+    user_id: str = _owner_key()
+    key: str = Field(primary_key=True, max_length=255)
+    fingerprint: str = Field(max_length=64)
+    status_code: int | None = None
+    headers: dict[str, str] | None = Field(default=None, sa_type=JSON)
+    body: str | None = None
+    created_at: datetime = _timestamp()
+    expires_at: datetime = _timestamp()
+
+
 # One page of a list; `next_cursor` is null on the last page.
 class Page(BaseModel, Generic[T]):
     items: list[T]

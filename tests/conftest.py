@@ -19,7 +19,14 @@ from backend.config import Settings
 from backend.main import create_app
 
 SECRET = "test-secret-that-is-long-enough-for-hs256!"
-TABLES = ("personal_tokens", "task_history", "tasks", "categories", "users")
+TABLES = (
+    "idempotency_keys",
+    "personal_tokens",
+    "task_history",
+    "tasks",
+    "categories",
+    "users",
+)
 
 Headers = dict[str, str]
 AuthFactory = Callable[..., Headers]

@@ -14,6 +14,7 @@ from backend.conditions import (
     represent,
 )
 from backend.deps import OwnerId, SessionDep, location
+from backend.idempotency.guard import Idempotent
 from backend.models import CategoryCreate, CategoryPublic, CategoryUpdate, Page
 from backend.pagination import PageDep, page_of
 
@@ -29,7 +30,12 @@ async def list_categories(
     return page_of(CategoryPublic, categories, next_cursor)
 
 
-@router.post("", response_model=CategoryPublic, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=CategoryPublic,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Idempotent],
+)
 async def create_category(
     session: SessionDep,
     user_id: OwnerId,

@@ -14,6 +14,7 @@ from backend.conditions import (
     represent,
 )
 from backend.deps import OwnerId, SessionDep, location
+from backend.idempotency.guard import Idempotent
 from backend.models import (
     Instant,
     Page,
@@ -60,7 +61,9 @@ async def list_tasks(
     return page_of(TaskPublic, tasks, next_cursor)
 
 
-@router.post("", response_model=TaskPublic, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "", response_model=TaskPublic, status_code=status.HTTP_201_CREATED, dependencies=[Idempotent]
+)
 async def create_task(
     session: SessionDep, user_id: OwnerId, task_in: TaskCreate, request: Request, response: Response
 ) -> TaskPublic:
@@ -119,7 +122,12 @@ async def delete_task(
     await service.delete_task(session, user_id=user_id, task_id=task_id, precondition=precondition)
 
 
-@router.patch("/{task_id}/complete", response_model=TaskPublic, responses=PRECONDITION_FAILED)
+@router.patch(
+    "/{task_id}/complete",
+    response_model=TaskPublic,
+    responses=PRECONDITION_FAILED,
+    dependencies=[Idempotent],
+)
 async def complete_task(
     session: SessionDep,
     user_id: OwnerId,
@@ -138,7 +146,12 @@ async def complete_task(
     return represent(TaskPublic, task, response)
 
 
-@router.patch("/{task_id}/incomplete", response_model=TaskPublic, responses=PRECONDITION_FAILED)
+@router.patch(
+    "/{task_id}/incomplete",
+    response_model=TaskPublic,
+    responses=PRECONDITION_FAILED,
+    dependencies=[Idempotent],
+)
 async def reopen_task(
     session: SessionDep,
     user_id: OwnerId,
