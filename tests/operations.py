@@ -8,8 +8,8 @@ from urllib.parse import quote
 import httpx2
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
-from sqlmodel import Session
+from sqlalchemy import select
+from sqlmodel import Session, SQLModel
 
 from backend.config import Settings
 from backend.main import create_app
@@ -211,9 +211,9 @@ def seed_world(client: TestClient, auth: AuthFactory) -> dict[str, dict[str, str
 def dump(db: Session) -> dict[str, list[tuple[Any, ...]]]:
     """Every stored row, in a stable order."""
     rows = {}
-    for table in TABLES:
-        order = "id" if table == "users" else "user_id, id"
-        result = db.connection().execute(text(f"SELECT * FROM {table} ORDER BY {order}"))  # noqa: S608
-        rows[table] = [tuple(row) for row in result]
+    for name in TABLES:
+        table = SQLModel.metadata.tables[name]
+        result = db.connection().execute(select(table).order_by(*table.primary_key.columns))
+        rows[name] = [tuple(row) for row in result]
     db.rollback()
     return rows
