@@ -119,6 +119,19 @@ def _timestamp() -> Any:
     return Field(sa_type=UTCDateTime, nullable=False)
 
 
+class Versioned(SQLModel):
+    """A row clients edit concurrently: its version is its ETag and guards every write."""
+
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+    version: int = 1
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        """Every flush of a change is `UPDATE ... WHERE version = :read`, bumping it."""
+        return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]
+
+
 # A user, as last seen in a token's claims.
 class User(SQLModel, table=True):
     __tablename__ = "users"
@@ -145,7 +158,7 @@ class CategoryBase(SQLModel):
 
 
 # A category, owned by one user; its name is unique per user ignoring case.
-class Category(CategoryBase, table=True):
+class Category(CategoryBase, Versioned, table=True):
     __tablename__ = "categories"
     __table_args__ = (
         ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_categories_user"),
@@ -157,14 +170,6 @@ class Category(CategoryBase, table=True):
     name: str = Field(max_length=50)
     color: str | None = Field(default=None, max_length=7)
     name_key: str = Field(max_length=200)
-    created_at: datetime = _timestamp()
-    updated_at: datetime = _timestamp()
-    version: int = 1
-
-    @declared_attr.directive
-    def __mapper_args__(cls) -> dict[str, Any]:
-        """Every flush of a change is `UPDATE ... WHERE version = :read`, bumping it."""
-        return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]
 
 
 # Body of POST and PUT on a category.
@@ -198,7 +203,7 @@ class TaskBase(SQLModel):
 
 
 # A task, owned by one user; its category must be one of the same user's.
-class Task(TaskBase, table=True):
+class Task(TaskBase, Versioned, table=True):
     __tablename__ = "tasks"
     __table_args__ = (
         ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_tasks_user"),
@@ -224,14 +229,6 @@ class Task(TaskBase, table=True):
     due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     completed: bool = False
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    created_at: datetime = _timestamp()
-    updated_at: datetime = _timestamp()
-    version: int = 1
-
-    @declared_attr.directive
-    def __mapper_args__(cls) -> dict[str, Any]:
-        """Every flush of a change is `UPDATE ... WHERE version = :read`, bumping it."""
-        return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]
 
 
 # Body of POST on tasks.

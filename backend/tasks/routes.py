@@ -4,12 +4,14 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response, status
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.conditions import (
     NOT_MODIFIED,
     PRECONDITION_FAILED,
     IfMatchDep,
     IfNoneMatch,
+    Precondition,
     not_modified,
     represent,
 )
@@ -136,14 +138,7 @@ async def complete_task(
     response: Response,
 ) -> TaskPublic:
     """Mark the task completed; completing a completed task changes nothing."""
-    task = await service.update_task(
-        session,
-        user_id=user_id,
-        task_id=task_id,
-        changes={"completed": True},
-        precondition=precondition,
-    )
-    return represent(TaskPublic, task, response)
+    return await _set_completed(session, user_id, task_id, True, precondition, response)
 
 
 @router.patch(
@@ -160,11 +155,22 @@ async def reopen_task(
     response: Response,
 ) -> TaskPublic:
     """Mark the task open again; reopening an open task changes nothing."""
+    return await _set_completed(session, user_id, task_id, False, precondition, response)
+
+
+async def _set_completed(
+    session: AsyncSession,
+    user_id: str,
+    task_id: UUID,
+    completed: bool,
+    precondition: Precondition,
+    response: Response,
+) -> TaskPublic:
     task = await service.update_task(
         session,
         user_id=user_id,
         task_id=task_id,
-        changes={"completed": False},
+        changes={"completed": completed},
         precondition=precondition,
     )
     return represent(TaskPublic, task, response)
