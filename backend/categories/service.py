@@ -33,8 +33,14 @@ def _owned(user_id: str) -> SelectOfScalar[Category]:
     return select(Category).where(Category.user_id == user_id)
 
 
-async def get_category(session: AsyncSession, *, user_id: str, category_id: UUID) -> Category:
-    category = (await session.exec(_owned(user_id).where(Category.id == category_id))).first()
+async def get_category(
+    session: AsyncSession, *, user_id: str, category_id: UUID, for_update: bool = False
+) -> Category:
+    """The caller's category; `for_update` locks its row until the commit (PostgreSQL)."""
+    statement = _owned(user_id).where(Category.id == category_id)
+    if for_update:
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    category = (await session.exec(statement)).first()
     if category is None:
         raise NotFound
     return category
@@ -78,7 +84,7 @@ async def update_category(
 
     async def write() -> Category:
         category = precondition.check(
-            await get_category(session, user_id=user_id, category_id=category_id)
+            await get_category(session, user_id=user_id, category_id=category_id, for_update=True)
         )
         changed = {
             field: value for field, value in changes.items() if getattr(category, field) != value
@@ -112,7 +118,7 @@ async def delete_category(
 
     async def write() -> None:
         category = precondition.check(
-            await get_category(session, user_id=user_id, category_id=category_id)
+            await get_category(session, user_id=user_id, category_id=category_id, for_update=True)
         )
         await uncategorize_tasks(session, user_id=user_id, category_id=category_id, at=utcnow())
         await session.delete(category)

@@ -69,8 +69,14 @@ def _owned(user_id: str) -> SelectOfScalar[Task]:
     return select(Task).where(Task.user_id == user_id)
 
 
-async def get_task(session: AsyncSession, *, user_id: str, task_id: UUID) -> Task:
-    task = (await session.exec(_owned(user_id).where(Task.id == task_id))).first()
+async def get_task(
+    session: AsyncSession, *, user_id: str, task_id: UUID, for_update: bool = False
+) -> Task:
+    """The caller's task; `for_update` locks its row until the commit (PostgreSQL)."""
+    statement = _owned(user_id).where(Task.id == task_id)
+    if for_update:
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    task = (await session.exec(statement)).first()
     if task is None:
         raise NotFound
     return task
@@ -132,7 +138,9 @@ async def update_task(
     """Apply `changes` (field: new value); a change that changes nothing writes nothing."""
 
     async def write() -> Task:
-        task = precondition.check(await get_task(session, user_id=user_id, task_id=task_id))
+        task = precondition.check(
+            await get_task(session, user_id=user_id, task_id=task_id, for_update=True)
+        )
         if changes.get("category_id") not in (None, task.category_id):
             await _check_category(session, user_id=user_id, category_id=changes["category_id"])
         now = utcnow()
@@ -172,7 +180,9 @@ async def delete_task(
     precondition: Precondition = UNCONDITIONAL,
 ) -> None:
     async def write() -> None:
-        task = precondition.check(await get_task(session, user_id=user_id, task_id=task_id))
+        task = precondition.check(
+            await get_task(session, user_id=user_id, task_id=task_id, for_update=True)
+        )
         record_change(session, task, HistoryAction.deleted, snapshot(task), at=utcnow())
         await session.delete(task)
         await session.commit()
