@@ -44,9 +44,11 @@ async def claim_key(
             expires_at=now + LIFETIME,
         )
         .on_conflict_do_nothing(index_elements=["user_id", "key"])
+        .returning(col(IdempotencyRecord.key))
     )
+    won = claimed.first() is not None
     await session.commit()
-    if claimed.rowcount == 1:
+    if won:
         return None
     waited = 0.0
     while True:
