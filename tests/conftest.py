@@ -33,6 +33,36 @@ AuthFactory = Callable[..., Headers]
 Factory = Callable[..., dict[str, Any]]
 
 
+POSTGRES_ONLY = ("tests/reliability/",)
+"""Suites that need a PostgreSQL server: run where the tests run on PostgreSQL (CI)."""
+
+
+def _on_postgres() -> bool:
+    return os.environ.get("TEST_DATABASE_URL", "").startswith(("postgres://", "postgresql"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On SQLite, leave out the PostgreSQL-only suites, and say so in the summary."""
+    if _on_postgres():
+        return
+    left_out = [item for item in items if item.nodeid.startswith(POSTGRES_ONLY)]
+    if left_out:
+        items[:] = [item for item in items if item not in left_out]
+        config.hook.pytest_deselected(items=left_out)
+        config.stash[_LEFT_OUT] = len(left_out)
+
+
+_LEFT_OUT = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if left_out := config.stash.get(_LEFT_OUT, 0):
+        terminalreporter.write_line(
+            f"{left_out} PostgreSQL-only tests (tests/reliability) left out on SQLite: "
+            "they run with TEST_DATABASE_URL=postgresql://... (as CI does)."
+        )
+
+
 def sync_url(async_url: str) -> str:
     """The same database through a synchronous driver, for setting up and asserting rows."""
     return async_url.replace("sqlite+aiosqlite", "sqlite")
