@@ -4,10 +4,11 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, event
+from sqlalchemy import Connection, DateTime, event, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
+from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.config import Settings
@@ -77,8 +78,45 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+class ScopedSession(Session):
+    """A session that tells PostgreSQL, in every transaction, whose rows it may see."""
+
+
+ROW_SECURITY = "row_security"
+"""Key in `Session.info`: the `app.*` settings row-level security policies read."""
+
+
+@event.listens_for(ScopedSession, "after_begin")
+def _apply_row_security(session: Session, _transaction: Any, connection: Connection) -> None:
+    for name, value in session.info.get(ROW_SECURITY, {}).items():
+        _set_local(connection, name, value)
+
+
+def _set_local(connection: Connection, name: str, value: str) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            text("SELECT set_config(:name, :value, true)"), {"name": f"app.{name}", "value": value}
+        )
+
+
+async def scope_to(session: AsyncSession, **settings: str) -> None:
+    """Scope this and every later transaction of `session` (`user_id=...`), so that the
+    database's row-level security shows only those rows even to a query that forgot its
+    owner filter. Nothing happens on SQLite, which has no such policies."""
+    session.info.setdefault(ROW_SECURITY, {}).update(settings)
+    if session.in_transaction():
+
+        def apply(connection: Connection) -> None:
+            for name, value in settings.items():
+                _set_local(connection, name, value)
+
+        await (await session.connection()).run_sync(apply)
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+    return async_sessionmaker(
+        engine, class_=AsyncSession, sync_session_class=ScopedSession, expire_on_commit=False
+    )
 
 
 async def session_scope(

@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.auth import Claims, TokenVerifier, bearer_scheme, bearer_token
+from backend.db import scope_to
 from backend.errors import Forbidden, InsufficientScope
 from backend.tokens.service import PAT_PREFIX, verify_personal_token
 from backend.users.service import ensure_user
@@ -50,6 +51,7 @@ async def require_owner(
     needed = "read" if request.method in READ_METHODS else "write"
     if needed not in claims.scopes:
         raise InsufficientScope(needed)
+    await scope_to(session, user_id=user_id)
     await ensure_user(session, claims=claims, known=request.app.state.known_users)
     return user_id
 

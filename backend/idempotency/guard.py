@@ -9,6 +9,7 @@ from fastapi import Depends, Header, Request
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from backend.db import scope_to
 from backend.deps import OwnerId, SessionDep
 from backend.idempotency import service
 
@@ -102,6 +103,7 @@ async def _settle(scope: Scope, claim: Claim, held: list[Message]) -> None:
     start = next((m for m in held if m["type"] == "http.response.start"), None)
     sessionmaker = scope["app"].state.sessionmaker
     async with sessionmaker() as session:
+        await scope_to(session, user_id=claim.user_id)
         if start is None or not 200 <= start["status"] < 300:
             await service.release_key(session, user_id=claim.user_id, key=claim.key)
             return

@@ -13,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from backend.auth import Claims, Scope
-from backend.db import utcnow
+from backend.db import scope_to, utcnow
 from backend.errors import Conflict, InvalidInput, InvalidToken, NotFound
 from backend.models import PersonalToken, TokenCreate, TokenScope
 from backend.pagination import Keyset, PageRequest, fetch_page
@@ -91,16 +91,20 @@ async def delete_token(session: AsyncSession, *, user_id: str, token_id: UUID) -
 async def verify_personal_token(session: AsyncSession, *, token: str) -> Claims:
     """The claims of a personal access token, found by its digest (the one query here
     that cannot start from an owner: the token is what names the owner)."""
-    found = select(PersonalToken).where(PersonalToken.token_hash == _digest(token))
+    digest = _digest(token)
+    await scope_to(session, token_lookup=digest)
+    found = select(PersonalToken).where(PersonalToken.token_hash == digest)
     row = (await session.exec(found)).first()
     now = utcnow()
     if row is None or (row.expires_at is not None and row.expires_at <= now):
+        await session.rollback()
         raise InvalidToken
+    await scope_to(session, user_id=row.user_id)
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
         await session.exec(
             update(PersonalToken)
             .where(col(PersonalToken.user_id) == row.user_id, col(PersonalToken.id) == row.id)
             .values(last_used_at=now)
         )
-        await session.commit()
+    await session.commit()
     return Claims(subject=row.user_id, scopes=GRANTS[TokenScope(row.scope)])
