@@ -56,7 +56,8 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout_seconds: float = Field(default=2, gt=0)
     """How long a request waits for a pooled connection before 503."""
-    db_connect_timeout_seconds: int = Field(default=2, ge=1)
+    db_connect_timeout_seconds: int = Field(default=2, ge=2)
+    """libpq's own minimum is 2 seconds."""
     db_statement_timeout_ms: int = Field(default=5_000, ge=0)
     db_lock_timeout_ms: int = Field(default=2_000, ge=0)
     db_idle_in_transaction_timeout_ms: int = Field(default=10_000, ge=0)

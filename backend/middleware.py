@@ -50,33 +50,48 @@ class Deadline:
     """Answer 503 `timeout` when a request outlives `seconds`, whatever it waits on.
 
     A stopped or hung database enforces none of its own timeouts; this one holds anyway.
+    The late request is cancelled but not awaited: a driver may take seconds to give up a
+    query on a silent server, and the client is answered at the deadline regardless.
     Public health routes are left alone: they must answer while the database does not.
     """
 
     def __init__(self, app: ASGIApp, seconds: float) -> None:
         self.app = app
         self.seconds = seconds
+        self._abandoned: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in {"/healthz", "/readyz"}:
             await self.app(scope, receive, send)
             return
-        started = False
+        started = answered = False
 
-        async def send_tracking(message: Message) -> None:
+        async def send_in_time(message: Message) -> None:
             nonlocal started
+            if answered:
+                return  # the deadline already answered for this request
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        try:
-            async with asyncio.timeout(self.seconds):
-                await self.app(scope, receive, send_tracking)
-        except TimeoutError:
-            logger.warning("request deadline of %ss passed", self.seconds)
-            if not started:
-                error = DeadlineExceeded()
-                response = problem(error.status, error.code, error.detail, headers=error.headers)
-                await response(scope, receive, send)
+        handling = asyncio.ensure_future(self.app(scope, receive, send_in_time))
+        done, _ = await asyncio.wait({handling}, timeout=self.seconds)
+        if done:
+            handling.result()  # re-raises what the app raised
+            return
+        logger.warning("request deadline of %ss passed", self.seconds)
+        handling.cancel()
+        self._abandoned.add(handling)
+        handling.add_done_callback(self._forget)
+        if not started:
+            answered = True
+            error = DeadlineExceeded()
+            response = problem(error.status, error.code, error.detail, headers=error.headers)
+            await response(scope, receive, send)
+
+    def _forget(self, task: "asyncio.Task[None]") -> None:
+        self._abandoned.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("abandoned request ended with %s", type(task.exception()).__name__)
 
 
 class CatchUnexpected:
