@@ -108,7 +108,7 @@ async def write_once_current(
     write: Callable[[], Awaitable[T]],
     *,
     precondition: Precondition,
-    current_version: Callable[[], Awaitable[int]],
+    reread: Callable[[], Awaitable[Versioned]],
 ) -> T:
     """Run `write`, a read-check-write whose flush is `UPDATE ... WHERE version = :read`.
 
@@ -122,5 +122,5 @@ async def write_once_current(
         except StaleDataError:
             await session.rollback()
             if precondition.given:
-                raise PreconditionFailed(etag_of(await current_version())) from None
+                raise PreconditionFailed(etag_of((await reread()).version)) from None
     raise Conflict("The resource is changing too fast; try again.")

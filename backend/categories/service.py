@@ -1,6 +1,6 @@
 """Categories: a user's own labels for tasks, unique by name ignoring case."""
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -103,7 +103,7 @@ async def update_category(
         session,
         write,
         precondition=precondition,
-        current_version=_version_of(session, user_id, category_id),
+        reread=lambda: get_category(session, user_id=user_id, category_id=category_id),
     )
 
 
@@ -128,18 +128,8 @@ async def delete_category(
         session,
         write,
         precondition=precondition,
-        current_version=_version_of(session, user_id, category_id),
+        reread=lambda: get_category(session, user_id=user_id, category_id=category_id),
     )
-
-
-def _version_of(
-    session: AsyncSession, user_id: str, category_id: UUID
-) -> Callable[[], Awaitable[int]]:
-    async def version() -> int:
-        category = await get_category(session, user_id=user_id, category_id=category_id)
-        return category.version
-
-    return version
 
 
 async def _commit(session: AsyncSession) -> None:

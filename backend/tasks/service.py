@@ -1,6 +1,6 @@
 """Tasks: every read and write of a user's tasks, each write with its history entry."""
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -168,7 +168,7 @@ async def update_task(
         session,
         write,
         precondition=precondition,
-        current_version=_version_of(session, user_id, task_id),
+        reread=lambda: get_task(session, user_id=user_id, task_id=task_id),
     )
 
 
@@ -191,15 +191,8 @@ async def delete_task(
         session,
         write,
         precondition=precondition,
-        current_version=_version_of(session, user_id, task_id),
+        reread=lambda: get_task(session, user_id=user_id, task_id=task_id),
     )
-
-
-def _version_of(session: AsyncSession, user_id: str, task_id: UUID) -> Callable[[], Awaitable[int]]:
-    async def version() -> int:
-        return (await get_task(session, user_id=user_id, task_id=task_id)).version
-
-    return version
 
 
 async def uncategorize_tasks(
