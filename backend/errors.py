@@ -1,6 +1,7 @@
 """Error classes that carry their status and code, rendered as RFC 9457 problem documents."""
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -171,9 +172,13 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": description,
     }
     for status, description in {
+        400: "The body could not be read as JSON (`bad_request`).",
         401: "No valid bearer token (`not_authenticated`, `invalid_token`).",
         403: "The token's subject is not the path's user (`forbidden`).",
         404: "No such resource among the caller's (`not_found`).",
+        409: "A conflict (`conflict`): a duplicate name, a request with the same "
+        "Idempotency-Key still in progress, a limit reached, or a resource changing too fast.",
+        413: "The body is over 64 KiB (`payload_too_large`).",
         422: "The request is not valid (`validation_error`), with `errors`.",
         503: "The database is unavailable (`db_unavailable`); see `Retry-After`.",
     }.items()
@@ -205,13 +210,34 @@ async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status, exc.code, exc.detail, headers=exc.headers, **extra)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = CODES_BY_STATUS.get(exc.status_code, "error")
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    headers = dict(exc.headers or {})
     if exc.status_code == 404:
         detail = NotFound.detail
-    return problem(exc.status_code, code, detail, headers=dict(exc.headers or {}))
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return problem(exc.status_code, code, detail, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods documented for this path (Starlette names only the first route's)."""
+    table: list[tuple[re.Pattern[str], list[str]]] | None = getattr(
+        request.app.state, "allowed_methods", None
+    )
+    if table is None:
+        table = [
+            (
+                re.compile(re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(path))),
+                sorted(m.upper() for m in item),
+            )
+            for path, item in request.app.openapi()["paths"].items()
+        ]
+        request.app.state.allowed_methods = table
+    path = request.scope["path"]
+    return next((methods for pattern, methods in table if pattern.fullmatch(path)), [])
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -1,5 +1,6 @@
 """Every table and API schema, in the Base / table / Create / Update / Public pattern."""
 
+import re
 import unicodedata
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -10,9 +11,10 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     StringConstraints,
-    field_validator,
+    WithJsonSchema,
 )
 from sqlalchemy import JSON, ForeignKeyConstraint, Index, SmallInteger, String, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
@@ -49,9 +51,28 @@ def _to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-Text = Annotated[str, AfterValidator(_plain_text)]
-Line = Annotated[Text, AfterValidator(_single_line)]
-Instant = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+def _rfc3339_only(value: object) -> object:
+    """Refuse the Unix timestamps pydantic would otherwise take for a datetime."""
+    if isinstance(value, datetime) or (isinstance(value, str) and _DATE_START.match(value)):
+        return value
+    raise ValueError("must be an RFC 3339 date-time with an offset")
+
+
+_DATE_START = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]")
+# Control characters, as JSON Schema patterns, so that generated clients know the rule too.
+_NO_CONTROLS = r"^[^\x00-\x1f\x7f-\x9f]*$"
+_NO_CONTROLS_BUT_WHITESPACE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+
+
+Text = Annotated[
+    str,
+    AfterValidator(_plain_text),
+    WithJsonSchema({"type": "string", "pattern": _NO_CONTROLS_BUT_WHITESPACE}),
+]
+Line = Annotated[
+    Text, AfterValidator(_single_line), WithJsonSchema({"type": "string", "pattern": _NO_CONTROLS})
+]
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only), AfterValidator(_to_utc)]
 """A point in time with an explicit offset, kept in UTC."""
 
 # Trimmed first, so that lengths count what is stored and blank is empty.
@@ -60,11 +81,29 @@ _TRIMMED_LINE = (
     AfterValidator(_plain_text),
     AfterValidator(_single_line),
 )
-Title = Annotated[str, *_TRIMMED_LINE, StringConstraints(min_length=1, max_length=200)]
-CategoryName = Annotated[str, *_TRIMMED_LINE, StringConstraints(min_length=1, max_length=50)]
-Description = Annotated[Text, StringConstraints(max_length=5000)]
+Title = Annotated[
+    str,
+    *_TRIMMED_LINE,
+    StringConstraints(min_length=1, max_length=200),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200, "pattern": _NO_CONTROLS}),
+]
+CategoryName = Annotated[
+    str,
+    *_TRIMMED_LINE,
+    StringConstraints(min_length=1, max_length=50),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 50, "pattern": _NO_CONTROLS}),
+]
+Description = Annotated[
+    Text,
+    StringConstraints(max_length=5000),
+    WithJsonSchema({"type": "string", "maxLength": 5000, "pattern": _NO_CONTROLS_BUT_WHITESPACE}),
+]
 Color = Annotated[str, StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")]
-SearchText = Annotated[Line, StringConstraints(min_length=1, max_length=200)]
+SearchText = Annotated[
+    Line,
+    StringConstraints(min_length=1, max_length=200),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200, "pattern": _NO_CONTROLS}),
+]
 
 
 class Priority(StrEnum):
@@ -102,13 +141,6 @@ class Forbid(SQLModel):
     """A request body: unknown and server-owned fields are refused."""
 
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
-
-
-def _present(value: T | None) -> T:
-    """For PATCH fields that may be left out but not set to null."""
-    if value is None:
-        raise ValueError("may be left out, but not null")
-    return value
 
 
 def _owner_key() -> Any:
@@ -179,10 +211,9 @@ class CategoryCreate(CategoryBase, Forbid):
 
 # Body of PATCH on a category: only the fields present change.
 class CategoryUpdate(Forbid):
-    name: CategoryName | None = None
+    # Left out means unchanged; `name` cannot be null.
+    name: CategoryName = None  # type: ignore[assignment]
     color: Color | None = None
-
-    _name_present = field_validator("name")(_present)
 
 
 # A category as the API returns it.
@@ -243,14 +274,13 @@ class TaskReplace(TaskBase, Forbid):
 
 # Body of PATCH on a task: only the fields present change.
 class TaskUpdate(Forbid):
-    title: Title | None = None
+    # Left out means unchanged; `title`, `priority` and `completed` cannot be null.
+    title: Title = None  # type: ignore[assignment]
     description: Description | None = None
-    priority: Priority | None = None
+    priority: Priority = None  # type: ignore[assignment]
     due_at: Instant | None = None
     category_id: UUID | None = None
-    completed: bool | None = None
-
-    _required_present = field_validator("title", "priority", "completed")(_present)
+    completed: bool = None  # type: ignore[assignment]
 
 
 # A task as the API returns it.
@@ -296,7 +326,12 @@ class TokenScope(StrEnum):
     write = "write"
 
 
-TokenName = Annotated[str, *_TRIMMED_LINE, StringConstraints(min_length=1, max_length=100)]
+TokenName = Annotated[
+    str,
+    *_TRIMMED_LINE,
+    StringConstraints(min_length=1, max_length=100),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 100, "pattern": _NO_CONTROLS}),
+]
 
 
 # A personal access token for scripts and integrations; only its SHA-256 is stored.
