@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    StrictBool,
     StringConstraints,
     WithJsonSchema,
 )
@@ -269,7 +270,7 @@ class TaskCreate(TaskBase, Forbid):
 
 # Body of PUT on a task: every client-settable field, absent ones back to their defaults.
 class TaskReplace(TaskBase, Forbid):
-    completed: bool = False
+    completed: StrictBool = False
 
 
 # Body of PATCH on a task: only the fields present change.
@@ -280,7 +281,7 @@ class TaskUpdate(Forbid):
     priority: Priority = None  # type: ignore[assignment]
     due_at: Instant | None = None
     category_id: UUID | None = None
-    completed: bool = None  # type: ignore[assignment]
+    completed: StrictBool = None  # type: ignore[assignment]
 
 
 # A task as the API returns it.
