@@ -56,9 +56,11 @@ async def idempotent(
     if idempotency_key is None:
         return
     body = await request.body()
-    fingerprint = hashlib.sha256(
-        b"\0".join((request.method.encode(), request.url.path.encode(), body))
-    ).hexdigest()
+    parts = [request.method.encode(), request.url.path.encode(), body]
+    if (if_match := request.headers.get("if-match")) is not None:
+        # The precondition is part of the request: a retry carries the same one.
+        parts.append(if_match.encode("latin-1"))
+    fingerprint = hashlib.sha256(b"\0".join(parts)).hexdigest()
     record = await service.claim_key(
         session, user_id=user_id, key=idempotency_key, fingerprint=fingerprint
     )
