@@ -1,6 +1,5 @@
 """The async engine, sessions, and the column types both databases share."""
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -117,10 +116,3 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(
         engine, class_=AsyncSession, sync_session_class=ScopedSession, expire_on_commit=False
     )
-
-
-async def session_scope(
-    sessionmaker: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[AsyncSession]:
-    async with sessionmaker() as session:
-        yield session
