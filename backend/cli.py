@@ -1,5 +1,6 @@
-"""The `todo-api` command: serve, migrate, token, openapi."""
+"""The `todo-api` command: serve, migrate, token, seed, openapi."""
 
+import asyncio
 import json
 import logging
 import time
@@ -7,8 +8,11 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from rich.progress import MofNCompleteColumn, Progress, TimeRemainingColumn
 
+from backend import db
 from backend import migrate as migrations
+from backend import seed as demo
 from backend.auth import issue_token
 from backend.config import ConfigurationError, Settings, get_settings
 from backend.main import create_app
@@ -70,6 +74,43 @@ def token(
         raise typer.Exit(2)
     now = int(time.time())
     typer.echo(issue_token(settings, user_id, ttl_seconds=ttl, email=email, name=name, now=now))
+
+
+@app.command()
+def seed(
+    users: Annotated[int, typer.Option(min=1, help="How many demo users.")] = 3,
+    tasks: Annotated[int, typer.Option(min=0, help="Tasks per user.")] = 200,
+    prefix: Annotated[str, typer.Option(help="User ids are PREFIX-1, PREFIX-2, ...")] = "demo-user",
+    random_seed: Annotated[int, typer.Option("--seed", help="Same seed, same data.")] = 0,
+) -> None:
+    """Load demo users, each with categories, tasks and the tasks' history (migrates first).
+
+    Users that already exist are left as they are. Sign in as one with
+    `todo-api token demo-user-1`.
+    """
+    settings = _settings()
+    migrations.upgrade(settings)
+    user_ids = demo.demo_user_ids(users, prefix)
+
+    async def load(advance: demo.Progress) -> None:
+        engine = db.create_engine(settings)
+        try:
+            sessionmaker = db.create_sessionmaker(engine)
+            await demo.seed(
+                sessionmaker,
+                user_ids=user_ids,
+                tasks_per_user=tasks,
+                seed=random_seed,
+                progress=advance,
+            )
+        finally:
+            await engine.dispose()
+
+    columns = (*Progress.get_default_columns()[:-1], MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=False) as bar:
+        job = bar.add_task("Seeding tasks", total=users * tasks)
+        asyncio.run(load(lambda count: bar.advance(job, count)))
+    typer.echo(f"Seeded {users} users ({user_ids[0]} ...) with {tasks} tasks each.")
 
 
 @app.command()

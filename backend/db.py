@@ -1,11 +1,15 @@
 """The async engine, sessions, and the column types both databases share."""
 
+import select
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, DateTime, event, text
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -32,6 +36,12 @@ class UTCDateTime(TypeDecorator[datetime]):
             return value
         return value.replace(tzinfo=UTC)
 
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        # psycopg already returns aware datetimes for `timestamptz` (in the session's UTC).
+        if dialect.name == "postgresql":
+            return None
+        return super().result_processor(dialect, coltype)
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -53,14 +63,32 @@ def create_engine(settings: Settings) -> AsyncEngine:
             "idle_in_transaction_session_timeout": settings.db_idle_in_transaction_timeout_ms,
         }.items()
     )
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
         pool_timeout=settings.db_pool_timeout_seconds,
         connect_args={"connect_timeout": settings.db_connect_timeout_seconds, "options": options},
     )
+    event.listen(engine.sync_engine, "checkout", _discard_if_closed_by_server)
+    return engine
+
+
+def _discard_if_closed_by_server(_dbapi: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+    """The pool's liveness check, without a round trip: an idle pooled connection has
+    nothing to read, so a readable socket means the server closed it or said goodbye
+    (a restart, a failover, an idle timeout, `pg_terminate_backend`). SQLAlchemy then
+    replaces it with a fresh connection before the request uses it. `pool_pre_ping`
+    would catch the same cases with a `SELECT 1` per request; a server that vanished
+    silently is caught by the timeouts and the request deadline instead."""
+    connection = record.driver_connection
+    try:
+        socket = connection.pgconn.socket  # type: ignore[union-attr]
+        readable, _, _ = select.select([socket], [], [], 0)
+    except (OSError, ValueError, psycopg.OperationalError):
+        readable = [True]
+    if readable:
+        raise DisconnectionError("the server closed this pooled connection")
 
 
 def _unicode_lower(value: object) -> object:

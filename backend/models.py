@@ -115,6 +115,7 @@ class Priority(StrEnum):
 
 
 PRIORITY_RANKS = {priority: rank for rank, priority in enumerate(Priority)}
+PRIORITIES_BY_RANK = tuple(Priority)
 
 
 class PriorityType(TypeDecorator[Priority]):
@@ -127,7 +128,7 @@ class PriorityType(TypeDecorator[Priority]):
         return None if value is None else PRIORITY_RANKS[Priority(value)]
 
     def process_result_value(self, value: int | None, dialect: Dialect) -> Priority | None:
-        return None if value is None else list(Priority)[value]
+        return None if value is None else PRIORITIES_BY_RANK[value]
 
 
 class HistoryAction(StrEnum):
@@ -136,6 +137,13 @@ class HistoryAction(StrEnum):
     completed = "completed"
     reopened = "reopened"
     deleted = "deleted"
+
+
+class Public(BaseModel):
+    """A response body, read from a row's attributes. It is not checked as input again:
+    what the database holds was validated on the way in."""
+
+    model_config = ConfigDict(from_attributes=True)
 
 
 class Forbid(SQLModel):
@@ -177,7 +185,7 @@ class User(SQLModel, table=True):
 
 
 # What /me shows of the caller.
-class UserPublic(SQLModel):
+class UserPublic(Public):
     id: str
     email: str | None
     name: str | None
@@ -218,8 +226,10 @@ class CategoryUpdate(Forbid):
 
 
 # A category as the API returns it.
-class CategoryPublic(CategoryBase):
+class CategoryPublic(Public):
     id: UUID
+    name: str
+    color: str | None
     created_at: datetime
     updated_at: datetime
     version: int
@@ -285,8 +295,13 @@ class TaskUpdate(Forbid):
 
 
 # A task as the API returns it.
-class TaskPublic(TaskBase):
+class TaskPublic(Public):
     id: UUID
+    title: str
+    description: str | None
+    priority: Priority
+    due_at: datetime | None
+    category_id: UUID | None
     completed: bool
     completed_at: datetime | None
     created_at: datetime
@@ -313,7 +328,7 @@ class TaskHistory(SQLModel, table=True):
 
 
 # A history entry as the API returns it.
-class HistoryPublic(SQLModel):
+class HistoryPublic(Public):
     id: UUID
     task_id: UUID
     action: HistoryAction
@@ -362,7 +377,7 @@ class TokenCreate(Forbid):
 
 
 # A personal access token as listed: never its secret.
-class TokenPublic(SQLModel):
+class TokenPublic(Public):
     id: UUID
     name: str
     scope: TokenScope

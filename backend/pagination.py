@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -152,7 +153,11 @@ async def fetch_page(
 
 
 def page_of(model: type[Item], rows: Sequence[object], next_cursor: str | None) -> Page[Item]:
-    """The page object of `rows`, each shown as `model`."""
-    return Page[model](  # type: ignore[valid-type]
-        items=[model.model_validate(row) for row in rows], next_cursor=next_cursor
-    )
+    """The page object of `rows`, each shown as `model` (read from its attributes)."""
+    page = {"items": rows, "next_cursor": next_cursor}
+    return _page_adapter(model).validate_python(page, from_attributes=True)
+
+
+@functools.cache
+def _page_adapter(model: type[Item]) -> TypeAdapter[Page[Item]]:
+    return TypeAdapter(Page[model])  # type: ignore[valid-type]

@@ -33,7 +33,7 @@ AuthFactory = Callable[..., Headers]
 Factory = Callable[..., dict[str, Any]]
 
 
-POSTGRES_ONLY = ("tests/reliability/", "tests/test_row_security.py")
+POSTGRES_ONLY = ("tests/reliability/", "tests/test_row_security.py", "tests/test_pool.py")
 """Suites that need a PostgreSQL server: run where the tests run on PostgreSQL (CI)."""
 
 
@@ -58,7 +58,7 @@ _LEFT_OUT = pytest.StashKey[int]()
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     if left_out := config.stash.get(_LEFT_OUT, 0):
         terminalreporter.write_line(
-            f"{left_out} PostgreSQL-only tests (reliability, row security) left out on SQLite: "
+            f"{left_out} PostgreSQL-only tests (reliability, row security, pool) left out on SQLite: "
             "they run with TEST_DATABASE_URL=postgresql://... (as CI does)."
         )
 

@@ -1,0 +1,258 @@
+"""The performance benchmark: the service beside the raw driver, driven by wrk.
+
+    .venv/bin/python -m benchmarks.run [--quick] [--duration S] [--connections 1,16,64]
+
+Seeds (once) a PostgreSQL database with users of 100, 10,000 and 100,000 tasks, starts
+the raw ceiling (`benchmarks/ceiling.py`) and the service (`todo-api serve`, one worker),
+drives both with wrk, and prints two tables: throughput and latency per endpoint as a
+ratio to the ceiling, then page latency at 100 and 100,000 tasks per user for every sort,
+filter and search. See specs/performance.md.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+
+from backend.auth import issue_token
+from backend.config import Settings
+from backend.pagination import CursorSigner
+from benchmarks import dataset
+from benchmarks.scenarios import LIMIT, Request, scale_queries, throughput
+
+ROOT = Path(__file__).resolve().parent.parent
+LUA = Path(__file__).parent / "wrk" / "requests.lua"
+SECRET = "benchmark-secret-not-for-production-0123456789"
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the serving process has used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def peak_rss_mb(self) -> float:
+        """The high-water mark of resident memory (VmHWM) of the serving process."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        kilobytes = next(
+            int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")
+        )
+        return kilobytes / 1024
+
+
+@dataclass
+class Result:
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    cpu_us: float  # server CPU time per request, steadier than req/s on a busy machine
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serving(name: str, command: list[str], env: dict[str, str], log: Path) -> Iterator[Server]:
+    port = _free_port()
+    command = [part.replace("{port}", str(port)) for part in command]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, env={**os.environ, **env}, stdout=out, stderr=out, cwd=ROOT
+        )
+    server = Server(name, process, port)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{server.url}/healthz").status_code in (200, 404):
+                    break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"{name} did not start; see {log}") from None
+                time.sleep(0.2)
+        yield server
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def wrk(
+    server: Server, requests: Sequence[Request], *, token: str, connections: int, seconds: float
+) -> Result:
+    with tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False) as listing:
+        listing.writelines("\t".join(request).rstrip("\t") + "\n" for request in requests)
+    env = {**os.environ, "BENCH_TOKEN": token, "BENCH_REQUESTS": listing.name}
+    command = [
+        "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "5s",
+        "-s", str(LUA), server.url,
+    ]  # fmt: skip
+    cpu_before = server.cpu_seconds()
+    try:
+        output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(listing.name)
+    summary = json.loads(output.strip().splitlines()[-1])
+    return Result(
+        requests_per_second=summary["requests"] / (summary["duration_us"] / 1e6),
+        p50_ms=summary["p50_us"] / 1000,
+        p99_ms=summary["p99_us"] / 1000,
+        errors=summary["errors"] + summary["non_2xx_3xx"],
+        cpu_us=(server.cpu_seconds() - cpu_before) / max(summary["requests"], 1) * 1e6,
+    )
+
+
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add = parser.add_argument
+    add("--server", default="postgresql://postgres@127.0.0.1:5432", help="no database in it")
+    add("--database", default="todo_bench")
+    add("--reseed", action="store_true", help="drop and seed the database again")
+    add("--duration", type=float, default=5, help="seconds per wrk run")
+    add("--connections", default="1,16,64")
+    add("--size", type=int, default=10_000, help="tasks of the throughput table's user")
+    add("--only", default="", help="scenarios to run: comma-separated name parts")
+    add("--quick", action="store_true", help="2 s runs at 16 and 64 connections")
+    add("--skip-scale", action="store_true", help="leave out the 100 vs 100,000 table")
+    add("--workers", type=int, default=1, help="service worker processes")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.connections = 2, "16,64"
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _arguments(argv)
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing: apt-get install wrk")
+    connections = [int(c) for c in args.connections.split(",")]
+    os.environ |= {"JWT_SECRET": SECRET, "SECRET_KEY": SECRET}
+    data = dataset.prepare(args.server, args.database, sizes=dataset.SIZES, reseed=args.reseed)
+    users = {size: dataset.user_data(data.admin_dsn, size) for size in dataset.SIZES}
+    now = int(time.time())
+    tokens = {
+        size: issue_token(Settings(), users[size].user_id, ttl_seconds=3600, now=now)
+        for size in dataset.SIZES
+    }
+    user, token = users[args.size], tokens[args.size]
+    scenarios = throughput(user, CursorSigner(SECRET))
+    if args.only:
+        wanted = args.only.split(",")
+        scenarios = [s for s in scenarios if any(part in s.name for part in wanted)]
+    logs = Path(tempfile.mkdtemp(prefix="todo-bench-"))
+    ceiling_command = [
+        sys.executable, "-m", "uvicorn", "benchmarks.ceiling:app", "--port", "{port}",
+        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    service_command = [
+        str(Path(sys.executable).parent / "todo-api"), "serve", "--no-migrate",
+        "--port", "{port}", "--workers", str(args.workers),
+    ]  # fmt: skip
+    service_env = {"DATABASE_URL": data.service_dsn, "JWT_SECRET": SECRET, "SECRET_KEY": SECRET}
+    ceiling_env = {"BENCH_DSN": data.admin_dsn, "JWT_SECRET": SECRET}
+
+    print(f"\nwrk: 1 thread, {args.duration:g} s a run; user of {args.size:,} tasks; logs: {logs}")
+    with (
+        serving("ceiling", ceiling_command, ceiling_env, logs / "ceiling.log") as ceiling,
+        serving("service", service_command, service_env, logs / "service.log") as service,
+    ):
+        first_page = [("GET", f"/api/{user.user_id}/tasks?limit={LIMIT}", "")]
+        for server in (ceiling, service):  # warm up: pools, caches, prepared statements
+            wrk(server, first_page, token=token, connections=16, seconds=1)
+        rows = []
+        for c in connections:
+            raw = wrk(ceiling, first_page, token=token, connections=c, seconds=args.duration)
+            rows.append(("raw ceiling (list)", c, raw, raw))
+        ceilings = {c: raw for _, c, raw, _ in rows}
+        for scenario in scenarios:
+            for c in connections:
+                if scenario.reopen:
+                    dataset.reopen(data.admin_dsn, user.user_id, user.open_task_ids)
+                result = wrk(
+                    service, scenario.requests, token=token, connections=c, seconds=args.duration
+                )
+                rows.append((scenario.name, c, result, ceilings[c]))
+        _print_throughput(rows)
+        peaks = f"ceiling {ceiling.peak_rss_mb():.0f} MB, service {service.peak_rss_mb():.0f} MB"
+        print(f"\npeak RSS: {peaks}")
+        if not args.skip_scale:
+            _scale(service, users, tokens, seconds=max(1.0, args.duration / 2))
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    """Columns as wide as their widest cell; the first one left-aligned, numbers right."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        pairs = zip(row[1:], widths[1:], strict=True)
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in pairs]
+        print("  ".join(cells))
+
+
+def _print_throughput(rows: list[tuple[str, int, Result, Result]]) -> None:
+    """One line per scenario and connection count; the ratio is to the ceiling's req/s."""
+    header = ["endpoint", "conns", "req/s", "p50 ms", "p99 ms", "errors", "ratio", "cpu µs/req"]
+    _print_table(
+        header,
+        [
+            [
+                name, str(c), f"{result.requests_per_second:.0f}", f"{result.p50_ms:.2f}",
+                f"{result.p99_ms:.2f}", str(result.errors),
+                f"{result.requests_per_second / ceiling.requests_per_second:.2f}",
+                f"{result.cpu_us:.0f}",
+            ]
+            for name, c, result, ceiling in rows
+        ],
+    )  # fmt: skip
+
+
+def _scale(
+    service: Server, users: dict[int, dataset.UserData], tokens: dict[int, str], *, seconds: float
+) -> None:
+    """p50 of one page, one connection, for the smallest and the largest user."""
+    small, large = min(users), max(users)
+    print(f"\npage latency, 1 connection, {seconds:g} s a query: {small:,} vs {large:,} tasks")
+    queries = {size: scale_queries(users[size]) for size in (small, large)}
+    rows = []
+    for name in queries[small]:
+        p50 = {}
+        for size in (small, large):
+            query = urlencode({"limit": LIMIT, **queries[size][name]})
+            path = f"/api/{users[size].user_id}/tasks?{query}"
+            result = wrk(
+                service, [("GET", path, "")], token=tokens[size], connections=1, seconds=seconds
+            )
+            p50[size] = result.p50_ms
+        rows.append(
+            [name, f"{p50[small]:.2f}", f"{p50[large]:.2f}", f"{p50[large] / p50[small]:.2f}"]
+        )
+    _print_table(["query", f"p50 ms at {small:,}", f"p50 ms at {large:,}", "ratio"], rows)
+
+
+if __name__ == "__main__":
+    main()
