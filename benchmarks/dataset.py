@@ -70,8 +70,13 @@ def prepare(server: str, database: str, *, sizes: tuple[int, ...], reseed: bool)
     if missing:
         with psycopg.connect(admin, autocommit=True) as connection:
             connection.execute("VACUUM ANALYZE")
-    service = make_url(admin).set(username=SERVICE_ROLE, password=None)
-    return Dataset(admin_dsn=admin, service_dsn=service.render_as_string(hide_password=False))
+    return Dataset(admin_dsn=admin, service_dsn=service_url(admin))
+
+
+def service_url(admin_url: str) -> str:
+    """The benchmark database as the service's role (row-level security applies to it)."""
+    url = make_url(admin_url).set(username=SERVICE_ROLE, password=None)
+    return url.render_as_string(hide_password=False)
 
 
 async def _seed(dsn: str, size: int) -> None:

@@ -1,0 +1,100 @@
+"""Where a list page's database time goes: the same page through each layer, CPU per call.
+
+    .venv/bin/python -m benchmarks.run --skip-scale --only x   # seeds todo_bench once
+    .venv/bin/python -m benchmarks.layers
+
+Runs in one process against the benchmark database (as the service's role, so row-level
+security applies) and prints the client-side CPU time of one page of 20 tasks, best of
+five rounds, from the raw driver up to the service function the API calls. CPU time, not
+wall time: the figures hold on a busy machine. See specs/performance.md.
+"""
+
+import argparse
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+from psycopg_pool import AsyncConnectionPool
+
+from backend import db
+from backend.config import Settings
+from backend.models import TaskPublic
+from backend.pagination import CursorSigner, PageRequest, page_of
+from backend.tasks import service
+from backend.tasks.service import TaskFilters
+from benchmarks import dataset
+
+QUERY = """
+    SELECT id, title, description, priority, due_at, category_id, completed, completed_at,
+           created_at, updated_at, version
+    FROM tasks WHERE user_id = %s ORDER BY created_at DESC, id DESC LIMIT 21
+"""
+ROUNDS, CALLS = 5, 400
+
+
+async def _cpu_per_call(call: Callable[[], Awaitable[object]]) -> float:
+    for _ in range(50):
+        await call()
+    rounds = []
+    for _ in range(ROUNDS):
+        started = time.process_time()
+        for _ in range(CALLS):
+            await call()
+        rounds.append((time.process_time() - started) / CALLS)
+    return min(rounds) * 1e6
+
+
+async def main(service_dsn: str, user_id: str) -> None:
+    os.environ.setdefault("JWT_SECRET", "benchmark-layers-secret-0123456789abcdef")
+    engine = db.create_engine(Settings(database_url=service_dsn))
+    sessionmaker = db.create_sessionmaker(engine)
+    pool = AsyncConnectionPool(service_dsn, min_size=2, max_size=2, open=False)
+    await pool.open()
+    page = PageRequest(limit=20, cursor=None, signer=CursorSigner("x" * 32))
+
+    async def raw_driver() -> None:
+        async with pool.connection() as connection:
+            await connection.execute("SELECT set_config('app.user_id', %s, true)", (user_id,))
+            await (await connection.execute(QUERY, (user_id,))).fetchall()
+
+    async def scoped_session() -> None:
+        async with sessionmaker() as session:
+            await db.scope_to(session, user_id=user_id)
+            await session.connection()  # checkout, BEGIN, the row-security setting
+
+    async def service_call() -> None:
+        async with sessionmaker() as session:
+            await db.scope_to(session, user_id=user_id)
+            await service.list_tasks(
+                session, user_id=user_id, filters=TaskFilters(), sort="-created_at", page=page
+            )
+
+    async def service_and_page() -> None:
+        async with sessionmaker() as session:
+            await db.scope_to(session, user_id=user_id)
+            rows, cursor = await service.list_tasks(
+                session, user_id=user_id, filters=TaskFilters(), sort="-created_at", page=page
+            )
+            page_of(TaskPublic, rows, cursor)
+
+    print(f"one page of 20 tasks of {user_id}; client CPU µs per call, best of {ROUNDS}")
+    layers = {
+        "raw psycopg pool: BEGIN, set_config, SELECT, COMMIT": raw_driver,
+        "SQLAlchemy session: checkout, BEGIN, set_config, ROLLBACK": scoped_session,
+        "+ the service's page query (SQLAlchemy, keyset)": service_call,
+        "+ the page object (pydantic, what the route returns)": service_and_page,
+    }
+    for name, call in layers.items():
+        print(f"{name:<60} {await _cpu_per_call(call):>7.0f}")
+    await pool.close()
+    await engine.dispose()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/todo_bench")
+    parser.add_argument("--size", type=int, default=10_000)
+    args = parser.parse_args()
+    service_dsn = dataset.service_url(args.database)
+    asyncio.run(main(service_dsn, dataset.user_for(args.size)))
