@@ -53,7 +53,7 @@ async def require_owner(
     and the token's scope allows the request (reads for `read`, anything else `write`)."""
     if claims.subject != user_id:
         raise Forbidden
-    needed = "read" if request.method in READ_METHODS else "write"
+    needed: Scope = "read" if request.method in READ_METHODS else "write"
     return await act_for(session, claims=claims, needed=needed, known=request.app.state.known_users)
 
 

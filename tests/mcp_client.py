@@ -4,7 +4,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx2
@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from backend.config import Settings
 from backend.main import create_app
+from tests.conftest import make_token
 
 
 def _free_port() -> int:
@@ -38,7 +39,8 @@ def live_app(settings: Settings, engine: Engine) -> Iterator[tuple[FastAPI, str]
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("the MCP test server did not start")
         time.sleep(0.02)
     yield app, f"http://127.0.0.1:{port}"
     server.should_exit = True
@@ -70,9 +72,9 @@ class McpCaller:
             await session.initialize()
             return await work(session)
 
-    def __call__(self, name: str, **arguments: Any) -> CallToolResult:
+    def __call__(self, tool: str, /, **arguments: Any) -> CallToolResult:
         async def work(session: ClientSession) -> CallToolResult:
-            return await session.call_tool(name, arguments)
+            return await session.call_tool(tool, arguments)
 
         result: CallToolResult = asyncio.run(self._session(work))
         return result
@@ -89,7 +91,8 @@ def structured(result: CallToolResult) -> dict[str, Any]:
     """The structured content of a successful call."""
     assert not result.is_error, result.content
     assert isinstance(result.structured_content, dict)
-    assert result.content and result.content[0].type == "text"
+    assert result.content
+    assert result.content[0].type == "text"
     return result.structured_content
 
 
@@ -101,5 +104,16 @@ def tool_error(result: CallToolResult, code: str) -> dict[str, Any]:
     assert problem["code"] == code, problem
     assert {"type", "title", "status", "detail"} <= problem.keys()
     text = result.content[0]
-    assert text.type == "text" and text.text.startswith(f"{code}: ")
+    assert text.type == "text"
+    assert text.text.startswith(f"{code}: ")
     return problem
+
+
+@pytest.fixture
+def mcp_as(base_url: str) -> Callable[..., McpCaller]:
+    """`mcp_as("alice")`: a caller with alice's JWT; `mcp_as(token=...)` with any token."""
+
+    def caller(user: str = "alice", *, token: str | None = None) -> McpCaller:
+        return McpCaller(f"{base_url}/mcp", token or make_token(user))
+
+    return caller

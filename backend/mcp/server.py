@@ -61,7 +61,9 @@ async def list_tools(
     return ListToolsResult(tools=[describe(tool) for tool in TOOLS.values()])
 
 
-async def call_tool(ctx: ServerRequestContext[Any], params: CallToolRequestParams) -> CallToolResult:
+async def call_tool(
+    ctx: ServerRequestContext[Any], params: CallToolRequestParams
+) -> CallToolResult:
     tool = TOOLS.get(params.name)
     if tool is None:
         raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {params.name}")
@@ -72,11 +74,11 @@ async def call_tool(ctx: ServerRequestContext[Any], params: CallToolRequestParam
     except AppError as error:
         return _error_result(error)
     except ValidationError as exc:
-        error = InvalidInput((), "")
-        error.errors = [
+        invalid = InvalidInput((), "")
+        invalid.errors = [
             {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
         ]
-        return _error_result(error)
+        return _error_result(invalid)
     except DATABASE_ERRORS as exc:
         return _error_result(database_error(exc))
     except Exception as exc:
@@ -155,7 +157,9 @@ async def mcp_sessions(app: FastAPI) -> AsyncIterator[None]:
     Stateless, with JSON responses: every POST carries its own call and gets one JSON
     answer, so any replica can serve any request and nothing is kept between them.
     """
-    manager = StreamableHTTPSessionManager(app=app.state.mcp_server, stateless=True, json_response=True)
+    manager = StreamableHTTPSessionManager(
+        app=app.state.mcp_server, stateless=True, json_response=True
+    )
     async with manager.run():
         app.state.mcp_sessions = manager
         yield
