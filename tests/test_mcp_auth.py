@@ -78,6 +78,16 @@ def test_sdk_client_with_an_expired_token_cannot_call_a_tool(mcp_as: McpAs, db: 
     assert db.exec(select(Task)).all() == []
 
 
+@pytest.mark.parametrize("method", ["GET", "DELETE", "PUT"])
+def test_mcp_answers_only_post(base_url: str, method: str) -> None:
+    headers = MCP_HEADERS | {"Authorization": f"Bearer {make_token('alice')}"}
+
+    response = httpx2.request(method, f"{base_url}/mcp", headers=headers, timeout=10)
+
+    assert_problem(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "POST"
+
+
 def test_protected_resource_metadata_describes_the_mcp_resource(base_url: str) -> None:
     for url in (_metadata_url(base_url), f"{base_url}/.well-known/oauth-protected-resource"):
         response = httpx2.get(url, timeout=10)

@@ -32,11 +32,17 @@ def _resource_metadata_url(request: Request) -> str:
 
 
 class McpEndpoint:
-    """ASGI app of `/mcp`: a 401 (with where to learn about this resource) or a 503 for a
-    caller it cannot verify; otherwise the request goes to the MCP session manager."""
+    """ASGI app of `/mcp`: POST only; a 401 (naming where to learn about this resource) or
+    a 503 for a caller it cannot verify; otherwise the request goes to the session manager."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
+        if request.method != "POST":
+            # Stateless: no session to DELETE, and no stream a GET could ever receive on.
+            headers = {"Allow": "POST"}
+            response = problem(405, "method_not_allowed", "Method Not Allowed", headers=headers)
+            await response(scope, receive, send)
+            return
         try:
             async with request.app.state.sessionmaker() as session:
                 claims = await authenticate(request, session)
