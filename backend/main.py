@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "If-Match",
                 "If-None-Match",
                 "Idempotency-Key",
+                "Mcp-Protocol-Version",  # browser-based MCP clients (/mcp)
             ],
             expose_headers=["Location", "ETag"],
         )
