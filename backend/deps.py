@@ -8,11 +8,11 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.auth import Claims, TokenVerifier, bearer_scheme, bearer_token
+from backend.auth import Claims, Scope, TokenVerifier, bearer_scheme, bearer_token
 from backend.db import scope_to
 from backend.errors import Forbidden, InsufficientScope
 from backend.tokens.service import PAT_PREFIX, verify_personal_token
-from backend.users.service import ensure_user
+from backend.users.service import KnownUsers, ensure_user
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -31,6 +31,11 @@ async def current_claims(
     _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Claims:
     """The verified caller: a personal access token by its prefix, else a JWT."""
+    return await authenticate(request, session)
+
+
+async def authenticate(request: Request, session: AsyncSession) -> Claims:
+    """The claims of the request's one bearer token (REST and MCP alike)."""
     token = bearer_token(request)
     if token.startswith(PAT_PREFIX):
         return await verify_personal_token(session, token=token)
@@ -48,12 +53,20 @@ async def require_owner(
     and the token's scope allows the request (reads for `read`, anything else `write`)."""
     if claims.subject != user_id:
         raise Forbidden
-    needed = "read" if request.method in READ_METHODS else "write"
+    needed: Scope = "read" if request.method in READ_METHODS else "write"
+    return await act_for(session, claims=claims, needed=needed, known=request.app.state.known_users)
+
+
+async def act_for(
+    session: AsyncSession, *, claims: Claims, needed: Scope, known: KnownUsers
+) -> str:
+    """The token's subject, once its scope allows `needed`; `session` then sees only that
+    user's rows, and the user's row exists (created just in time)."""
     if needed not in claims.scopes:
         raise InsufficientScope(needed)
-    await scope_to(session, user_id=user_id)
-    await ensure_user(session, claims=claims, known=request.app.state.known_users)
-    return user_id
+    await scope_to(session, user_id=claims.subject)
+    await ensure_user(session, claims=claims, known=known)
+    return claims.subject
 
 
 OwnerId = Annotated[str, Depends(require_owner)]

@@ -185,6 +185,18 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def problem_body(status: int, code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    """The problem document itself, for answers that are not HTTP responses (MCP tools)."""
+    return {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+
+
 def problem(
     status: int,
     code: str,
@@ -193,14 +205,7 @@ def problem(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
-    body = {
-        "type": "about:blank",
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-        "code": code,
-        **extra,
-    }
+    body = problem_body(status, code, detail, **extra)
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
@@ -249,10 +254,20 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem(422, "validation_error", "The request is not valid.", errors=errors)
 
 
-async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+DATABASE_ERRORS = (PoolTimeoutError, OperationalError, InterfaceError)
+
+
+def database_error(exc: Exception) -> AppError:
+    """What a failed database call answers: `timeout` for the server's own timeouts, else
+    `db_unavailable`."""
     sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
     error = DeadlineExceeded() if sqlstate in TIMEOUT_SQLSTATES else DatabaseUnavailable()
     logger.warning("database error answered %s: %s", error.code, type(exc).__name__)
+    return error
+
+
+async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+    error = database_error(exc)
     return problem(error.status, error.code, error.detail, headers=error.headers)
 
 

@@ -20,6 +20,7 @@ from backend.deps import SessionDep, require_owner
 from backend.errors import PROBLEM_RESPONSES, DatabaseUnavailable, install_error_handlers
 from backend.history.routes import router as history_router
 from backend.idempotency.guard import RecordIdempotentResponses, Replay, replay
+from backend.mcp.server import mcp_sessions, mount_mcp
 from backend.middleware import CatchUnexpected, Deadline, LimitBody
 from backend.pagination import CursorSigner
 from backend.stats.routes import router as stats_router
@@ -40,7 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = db.create_engine(settings)
         app.state.sessionmaker = db.create_sessionmaker(engine)
-        yield
+        async with mcp_sessions(app):
+            yield
         await engine.dispose()
 
     app = FastAPI(
@@ -70,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "If-Match",
                 "If-None-Match",
                 "Idempotency-Key",
+                "Mcp-Protocol-Version",  # browser-based MCP clients (/mcp)
             ],
             expose_headers=["Location", "ETag"],
         )
@@ -90,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         user_routes.include_router(router)
     app.include_router(user_routes)
     app.include_router(health_router)
+    mount_mcp(app, settings)
     return app
 
 

@@ -33,6 +33,9 @@ AuthFactory = Callable[..., Headers]
 Factory = Callable[..., dict[str, Any]]
 
 
+pytest_plugins = ["tests.mcp_client"]
+"""The live server and SDK client of the MCP tests."""
+
 POSTGRES_ONLY = ("tests/reliability/", "tests/test_row_security.py", "tests/test_pool.py")
 """Suites that need a PostgreSQL server: run where the tests run on PostgreSQL (CI)."""
 

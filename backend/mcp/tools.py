@@ -1,0 +1,315 @@
+"""The MCP tools: their arguments, results, and handlers that call the REST services."""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, Literal, TypeVar
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, Field
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.auth import Scope
+from backend.categories import service as categories
+from backend.conditions import UNCONDITIONAL, Precondition, etag_of
+from backend.errors import InvalidInput
+from backend.history import service as history
+from backend.models import (
+    CategoryCreate,
+    CategoryPublic,
+    Forbid,
+    HistoryPublic,
+    Page,
+    SearchText,
+    Task,
+    TaskCreate,
+    TaskPublic,
+    TaskUpdate,
+    WeeklyStats,
+)
+from backend.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorSigner, PageRequest, page_of
+from backend.stats import service as stats
+from backend.stats.routes import known_time_zones
+from backend.tasks import service as tasks
+from backend.tasks.service import TaskFilters
+
+Args = TypeVar("Args", bound=BaseModel)
+
+# The same (Forbid) base as REST bodies: an unknown argument is a validation error.
+
+
+class PageArgs(Forbid):
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT, description="Items per page.")] = DEFAULT_LIMIT
+    cursor: Annotated[
+        str | None, Field(max_length=1024, description="`next_cursor` of the previous page.")
+    ] = None
+
+
+class ListTasksArgs(PageArgs):
+    status: Literal["all", "pending", "completed"] = "all"
+    q: Annotated[
+        SearchText | None, Field(description="Case-insensitive text in title or description.")
+    ] = None
+    category_id: Annotated[
+        UUID | Literal["none"] | None, Field(description="A category id, or `none`.")
+    ] = None
+
+
+class TaskRef(Forbid):
+    task_id: UUID
+
+
+class TaskWrite(TaskRef):
+    expected_version: Annotated[
+        int | None,
+        Field(ge=1, description="Write only if the task is still at this version (else 412)."),
+    ] = None
+
+
+class UpdateTaskArgs(TaskWrite, TaskUpdate):
+    """PATCH semantics: only the fields given change; null clears a clearable field."""
+
+
+class TaskHistoryArgs(PageArgs):
+    task_id: UUID
+
+
+class WeeklyStatsArgs(Forbid):
+    tz: Annotated[str, Field(max_length=64, description="An IANA time zone name.")] = "UTC"
+
+
+# The one result without a REST body: a deleted task (REST answers 204).
+class TaskDeleted(BaseModel):
+    task_id: UUID
+    deleted: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """What a handler acts with: a session scoped to the caller, and the caller's id."""
+
+    session: AsyncSession
+    user_id: str
+    signer: CursorSigner
+
+    def page(self, args: PageArgs) -> PageRequest:
+        return PageRequest(limit=args.limit, cursor=args.cursor, signer=self.signer)
+
+
+Outcome = tuple[BaseModel, str]
+"""The structured result and a short sentence for people."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tool(Generic[Args]):
+    name: str
+    description: str
+    args: type[Args]
+    result: type[BaseModel]
+    needs: Scope
+    run: Callable[[Caller, Args], Awaitable[Outcome]]
+    destructive: bool = False
+    idempotent: bool = False
+
+
+def _precondition(args: TaskWrite) -> Precondition:
+    if args.expected_version is None:
+        return UNCONDITIONAL
+    return Precondition(etag_of(args.expected_version))
+
+
+def _task(task: Task, sentence: str) -> Outcome:
+    public = TaskPublic.model_validate(task)
+    return public, f'{sentence} "{public.title}" (id {public.id}, version {public.version}).'
+
+
+def _more(next_cursor: str | None) -> str:
+    return f" More with cursor {next_cursor}." if next_cursor else ""
+
+
+async def add_task(caller: Caller, args: TaskCreate) -> Outcome:
+    task = await tasks.create_task(caller.session, user_id=caller.user_id, task_in=args)
+    return _task(task, "Added task")
+
+
+async def list_tasks(caller: Caller, args: ListTasksArgs) -> Outcome:
+    completed = {"all": None, "pending": False, "completed": True}[args.status]
+    filters = TaskFilters(completed=completed, category_id=args.category_id, q=args.q)
+    rows, next_cursor = await tasks.list_tasks(
+        caller.session,
+        user_id=caller.user_id,
+        filters=filters,
+        sort="-created_at",
+        page=caller.page(args),
+    )
+    page = page_of(TaskPublic, rows, next_cursor)
+    lines = [f"- [{'x' if t.completed else ' '}] {t.title} (id {t.id})" for t in page.items]
+    return page, "\n".join([f"{len(lines)} task(s), newest first.{_more(next_cursor)}", *lines])
+
+
+async def get_task(caller: Caller, args: TaskRef) -> Outcome:
+    task = await tasks.get_task(caller.session, user_id=caller.user_id, task_id=args.task_id)
+    return _task(task, "Task")
+
+
+async def update_task(caller: Caller, args: UpdateTaskArgs) -> Outcome:
+    fields = args.model_fields_set - set(TaskWrite.model_fields)
+    task = await tasks.update_task(
+        caller.session,
+        user_id=caller.user_id,
+        task_id=args.task_id,
+        changes={field: getattr(args, field) for field in fields},
+        precondition=_precondition(args),
+    )
+    return _task(task, "Updated task")
+
+
+async def _set_completed(caller: Caller, args: TaskWrite, completed: bool) -> Task:
+    return await tasks.update_task(
+        caller.session,
+        user_id=caller.user_id,
+        task_id=args.task_id,
+        changes={"completed": completed},
+        precondition=_precondition(args),
+    )
+
+
+async def complete_task(caller: Caller, args: TaskWrite) -> Outcome:
+    return _task(await _set_completed(caller, args, True), "Completed task")
+
+
+async def reopen_task(caller: Caller, args: TaskWrite) -> Outcome:
+    return _task(await _set_completed(caller, args, False), "Reopened task")
+
+
+async def delete_task(caller: Caller, args: TaskWrite) -> Outcome:
+    await tasks.delete_task(
+        caller.session,
+        user_id=caller.user_id,
+        task_id=args.task_id,
+        precondition=_precondition(args),
+    )
+    return TaskDeleted(task_id=args.task_id), f"Deleted task {args.task_id}."
+
+
+async def list_categories(caller: Caller, args: PageArgs) -> Outcome:
+    rows, next_cursor = await categories.list_categories(
+        caller.session, user_id=caller.user_id, page=caller.page(args)
+    )
+    page = page_of(CategoryPublic, rows, next_cursor)
+    lines = [f"- {c.name} (id {c.id})" for c in page.items]
+    return page, "\n".join([f"{len(lines)} categories, by name.{_more(next_cursor)}", *lines])
+
+
+async def add_category(caller: Caller, args: CategoryCreate) -> Outcome:
+    category = await categories.create_category(
+        caller.session, user_id=caller.user_id, category_in=args
+    )
+    public = CategoryPublic.model_validate(category)
+    return public, f'Added category "{public.name}" (id {public.id}).'
+
+
+async def task_history(caller: Caller, args: TaskHistoryArgs) -> Outcome:
+    rows, next_cursor = await history.list_task_history(
+        caller.session, user_id=caller.user_id, task_id=args.task_id, page=caller.page(args)
+    )
+    page = page_of(HistoryPublic, rows, next_cursor)
+    lines = [f"- {e.occurred_at.isoformat()} {e.action}: {e.title}" for e in page.items]
+    return page, "\n".join([f"{len(lines)} entries, newest first.{_more(next_cursor)}", *lines])
+
+
+async def weekly_stats(caller: Caller, args: WeeklyStatsArgs) -> Outcome:
+    if args.tz not in known_time_zones():
+        raise InvalidInput(("tz",), "Not a known IANA time zone.", "tz_unknown")
+    week = await stats.weekly_stats(caller.session, user_id=caller.user_id, zone=ZoneInfo(args.tz))
+    return week, (
+        f"{week.from_} to {week.to} ({week.tz}): {week.created} created, "
+        f"{week.completed} completed; {week.open} open, {week.overdue} overdue."
+    )
+
+
+_TOOLS: list[Tool[Any]] = [
+    Tool("add_task", "Add a task (it starts open).", TaskCreate, TaskPublic, "write", add_task),
+    Tool(
+        "list_tasks",
+        "List the user's tasks, newest first, one page at a time.",
+        ListTasksArgs,
+        Page[TaskPublic],
+        "read",
+        list_tasks,
+        idempotent=True,
+    ),
+    Tool("get_task", "One task by id.", TaskRef, TaskPublic, "read", get_task, idempotent=True),
+    Tool(
+        "update_task",
+        "Change some fields of a task; fields left out stay as they are.",
+        UpdateTaskArgs,
+        TaskPublic,
+        "write",
+        update_task,
+        idempotent=True,
+    ),
+    Tool(
+        "complete_task",
+        "Mark a task completed (completing a completed task changes nothing).",
+        TaskWrite,
+        TaskPublic,
+        "write",
+        complete_task,
+        idempotent=True,
+    ),
+    Tool(
+        "reopen_task",
+        "Mark a task open again (reopening an open task changes nothing).",
+        TaskWrite,
+        TaskPublic,
+        "write",
+        reopen_task,
+        idempotent=True,
+    ),
+    Tool(
+        "delete_task",
+        "Delete a task; its history stays.",
+        TaskWrite,
+        TaskDeleted,
+        "write",
+        delete_task,
+        destructive=True,
+    ),
+    Tool(
+        "list_categories",
+        "List the user's categories by name.",
+        PageArgs,
+        Page[CategoryPublic],
+        "read",
+        list_categories,
+        idempotent=True,
+    ),
+    Tool(
+        "add_category",
+        "Add a category (names are unique per user, ignoring case).",
+        CategoryCreate,
+        CategoryPublic,
+        "write",
+        add_category,
+    ),
+    Tool(
+        "task_history",
+        "A task's history, newest first (also after it was deleted).",
+        TaskHistoryArgs,
+        Page[HistoryPublic],
+        "read",
+        task_history,
+        idempotent=True,
+    ),
+    Tool(
+        "weekly_stats",
+        "Tasks created and completed on each of the last seven local days.",
+        WeeklyStatsArgs,
+        WeeklyStats,
+        "read",
+        weekly_stats,
+        idempotent=True,
+    ),
+]
+TOOLS: dict[str, Tool[Any]] = {tool.name: tool for tool in _TOOLS}

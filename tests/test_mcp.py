@@ -1,0 +1,265 @@
+"""MCP tools over streamable HTTP (the SDK's client, a live server): every tool's success,
+its stored rows, and that a change made through MCP is the one REST shows."""
+
+from collections.abc import Callable
+from uuid import UUID
+
+from fastapi.testclient import TestClient
+from sqlmodel import Session, col, select
+
+from backend.models import Category, HistoryAction, Task, TaskHistory
+from tests.conftest import AuthFactory
+from tests.mcp_client import McpCaller, structured, tool_error
+
+McpAs = Callable[..., McpCaller]
+TOOLS = {
+    "add_task", "list_tasks", "get_task", "update_task", "complete_task", "reopen_task",
+    "delete_task", "list_categories", "add_category", "task_history", "weekly_stats",
+}  # fmt: skip
+READ_ONLY = {"list_tasks", "get_task", "list_categories", "task_history", "weekly_stats"}
+
+
+def _history(db: Session, task_id: str) -> list[TaskHistory]:
+    statement = select(TaskHistory).where(TaskHistory.task_id == UUID(task_id))
+    return list(
+        db.exec(statement.order_by(col(TaskHistory.occurred_at), col(TaskHistory.id))).all()
+    )
+
+
+def test_list_tools_describes_every_tool_with_input_and_output_schemas(mcp_as: McpAs) -> None:
+    tools = mcp_as("alice").list_tools().tools
+
+    assert {tool.name for tool in tools} == TOOLS
+    for tool in tools:
+        assert tool.description
+        assert tool.input_schema["type"] == "object"
+        assert tool.output_schema is not None
+        assert tool.output_schema["type"] == "object"
+        assert tool.annotations is not None
+        assert tool.annotations.read_only_hint is (tool.name in READ_ONLY)
+    add_task = next(tool for tool in tools if tool.name == "add_task")
+    assert add_task.input_schema["required"] == ["title"]
+    assert add_task.input_schema["additionalProperties"] is False
+
+
+def test_add_task_returns_the_task_and_stores_it_with_history(mcp_as: McpAs, db: Session) -> None:
+    result = mcp_as("alice")(
+        "add_task", title="  Buy milk  ", priority="high", due_at="2030-01-01T09:00:00+02:00"
+    )
+
+    task = structured(result)
+    assert (task["title"], task["priority"], task["due_at"]) == (
+        "Buy milk",
+        "high",
+        "2030-01-01T07:00:00Z",
+    )
+    assert (task["completed"], task["version"]) == (False, 1)
+    assert "Buy milk" in result.content[0].text  # type: ignore[union-attr]
+    stored = db.exec(select(Task)).one()
+    assert (stored.user_id, str(stored.id), stored.title) == ("alice", task["id"], "Buy milk")
+    assert [entry.action for entry in _history(db, task["id"])] == [HistoryAction.created]
+
+
+def test_add_category_and_a_task_in_it(mcp_as: McpAs, db: Session) -> None:
+    alice = mcp_as("alice")
+
+    category = structured(alice("add_category", name="Home", color="#00AA00"))
+    task = structured(alice("add_task", title="Paint", category_id=category["id"]))
+
+    assert (category["name"], category["color"], category["version"]) == ("Home", "#00AA00", 1)
+    assert task["category_id"] == category["id"]
+    stored = db.exec(select(Category)).one()
+    assert (stored.user_id, str(stored.id)) == ("alice", category["id"])
+
+
+def test_add_category_with_a_taken_name_is_a_conflict(mcp_as: McpAs, db: Session) -> None:
+    alice = mcp_as("alice")
+    structured(alice("add_category", name="Home"))
+
+    problem = tool_error(alice("add_category", name="HOME"), "conflict")
+
+    assert problem["status"] == 409
+    assert len(db.exec(select(Category)).all()) == 1
+
+
+def test_list_categories_by_name_with_pages(mcp_as: McpAs) -> None:
+    alice = mcp_as("alice")
+    for name in ("work", "Home", "errands"):
+        structured(alice("add_category", name=name))
+
+    first = structured(alice("list_categories", limit=2))
+    rest = structured(alice("list_categories", limit=2, cursor=first["next_cursor"]))
+
+    assert [c["name"] for c in first["items"]] == ["errands", "Home"]
+    assert [c["name"] for c in rest["items"]] == ["work"]
+    assert rest["next_cursor"] is None
+
+
+def test_list_tasks_filters_by_status_text_and_category(mcp_as: McpAs) -> None:
+    alice = mcp_as("alice")
+    home = structured(alice("add_category", name="Home"))
+    milk = structured(alice("add_task", title="Buy milk", category_id=home["id"]))
+    bread = structured(alice("add_task", title="Buy bread"))
+    structured(alice("add_task", title="Call mum"))
+    structured(alice("complete_task", task_id=bread["id"]))
+
+    def titles(**arguments: object) -> list[str]:
+        return [t["title"] for t in structured(alice("list_tasks", **arguments))["items"]]
+
+    assert titles() == ["Call mum", "Buy bread", "Buy milk"]
+    assert titles(status="pending") == ["Call mum", "Buy milk"]
+    assert titles(status="completed") == ["Buy bread"]
+    assert titles(q="BUY") == ["Buy bread", "Buy milk"]
+    assert titles(category_id=home["id"]) == [milk["title"]]
+    assert titles(category_id="none") == ["Call mum", "Buy bread"]
+
+
+def test_list_tasks_pages_with_the_cursor(mcp_as: McpAs) -> None:
+    alice = mcp_as("alice")
+    for title in ("one", "two", "three"):
+        structured(alice("add_task", title=title))
+
+    first = structured(alice("list_tasks", limit=2))
+    rest = structured(alice("list_tasks", limit=2, cursor=first["next_cursor"]))
+
+    assert [t["title"] for t in first["items"]] == ["three", "two"]
+    assert [t["title"] for t in rest["items"]] == ["one"]
+    assert rest["next_cursor"] is None
+    tool_error(alice("list_tasks", cursor="not-a-cursor"), "validation_error")
+
+
+def test_get_task_returns_the_task(mcp_as: McpAs) -> None:
+    alice = mcp_as("alice")
+    task = structured(alice("add_task", title="Read"))
+
+    assert structured(alice("get_task", task_id=task["id"])) == task
+
+
+def test_update_task_changes_only_the_given_fields(mcp_as: McpAs, db: Session) -> None:
+    alice = mcp_as("alice")
+    task = structured(alice("add_task", title="Read", description="a book", priority="low"))
+
+    updated = structured(alice("update_task", task_id=task["id"], title="Read more"))
+    cleared = structured(alice("update_task", task_id=task["id"], description=None))
+
+    assert (updated["title"], updated["description"], updated["priority"]) == (
+        "Read more",
+        "a book",
+        "low",
+    )
+    assert (cleared["description"], cleared["version"]) == (None, 3)
+    entries = _history(db, task["id"])
+    assert [entry.action for entry in entries] == ["created", "updated", "updated"]
+    assert entries[1].changes == {"title": {"from": "Read", "to": "Read more"}}
+    assert entries[2].changes == {"description": {"from": "a book", "to": None}}
+
+
+def test_update_task_at_a_stale_version_is_precondition_failed(mcp_as: McpAs, db: Session) -> None:
+    alice = mcp_as("alice")
+    task = structured(alice("add_task", title="Read"))
+    structured(alice("update_task", task_id=task["id"], title="Read twice", expected_version=1))
+
+    problem = tool_error(
+        alice("update_task", task_id=task["id"], title="Lost", expected_version=1),
+        "precondition_failed",
+    )
+
+    assert problem["status"] == 412
+    assert db.exec(select(Task)).one().title == "Read twice"
+
+
+def test_complete_and_reopen_task_are_idempotent_with_history(mcp_as: McpAs, db: Session) -> None:
+    alice = mcp_as("alice")
+    task = structured(alice("add_task", title="Water plants"))
+
+    done = structured(alice("complete_task", task_id=task["id"]))
+    again = structured(alice("complete_task", task_id=task["id"]))
+    reopened = structured(alice("reopen_task", task_id=task["id"]))
+
+    assert (done["completed"], done["version"]) == (True, 2)
+    assert done["completed_at"] is not None
+    assert again == done
+    assert (reopened["completed"], reopened["completed_at"], reopened["version"]) == (
+        False,
+        None,
+        3,
+    )
+    actions = [entry.action for entry in _history(db, task["id"])]
+    assert actions == ["created", "completed", "reopened"]
+
+
+def test_delete_task_removes_it_and_keeps_its_history(mcp_as: McpAs, db: Session) -> None:
+    alice = mcp_as("alice")
+    task = structured(alice("add_task", title="Old"))
+
+    deleted = structured(alice("delete_task", task_id=task["id"]))
+
+    assert deleted == {"task_id": task["id"], "deleted": True}
+    tool_error(alice("get_task", task_id=task["id"]), "not_found")
+    assert db.exec(select(Task)).all() == []
+    entries = structured(alice("task_history", task_id=task["id"]))["items"]
+    assert [entry["action"] for entry in entries] == ["deleted", "created"]
+
+
+def test_task_history_is_newest_first_with_pages(mcp_as: McpAs) -> None:
+    alice = mcp_as("alice")
+    task = structured(alice("add_task", title="Plan"))
+    structured(alice("update_task", task_id=task["id"], priority="high"))
+    structured(alice("complete_task", task_id=task["id"]))
+
+    first = structured(alice("task_history", task_id=task["id"], limit=2))
+    rest = structured(alice("task_history", task_id=task["id"], cursor=first["next_cursor"]))
+
+    assert [e["action"] for e in first["items"]] == ["completed", "updated"]
+    assert [e["action"] for e in rest["items"]] == ["created"]
+    assert first["items"][1]["changes"] == {"priority": {"from": "none", "to": "high"}}
+
+
+def test_weekly_stats_counts_the_last_seven_local_days(mcp_as: McpAs) -> None:
+    alice = mcp_as("alice")
+    task = structured(alice("add_task", title="Stretch"))
+    structured(alice("add_task", title="Run"))
+    structured(alice("complete_task", task_id=task["id"]))
+
+    week = structured(alice("weekly_stats", tz="Europe/Paris"))
+
+    assert week["tz"] == "Europe/Paris"
+    assert (week["created"], week["completed"], week["open"]) == (2, 1, 1)
+    assert len(week["days"]) == 7
+    assert week["days"][-1]["date"] == week["to"]
+    assert "from" in week
+    tool_error(alice("weekly_stats", tz="Mars/Olympus"), "validation_error")
+
+
+def test_invalid_arguments_are_validation_errors_naming_the_argument(
+    mcp_as: McpAs, db: Session
+) -> None:
+    alice = mcp_as("alice")
+
+    blank = tool_error(alice("add_task", title="   "), "validation_error")
+    unknown = tool_error(alice("add_task", title="Ok", owner="bob"), "validation_error")
+    not_uuid = tool_error(alice("get_task", task_id="42"), "validation_error")
+
+    assert blank["errors"][0]["loc"] == ["arguments", "title"]
+    assert unknown["errors"][0]["loc"] == ["arguments", "owner"]
+    assert not_uuid["errors"][0]["loc"] == ["arguments", "task_id"]
+    assert db.exec(select(Task)).all() == []
+
+
+def test_change_through_mcp_is_visible_through_rest_with_its_history(
+    mcp_as: McpAs, client: TestClient, auth: AuthFactory
+) -> None:
+    alice = mcp_as("alice")
+    task = structured(alice("add_task", title="Ship it"))
+    done = structured(alice("complete_task", task_id=task["id"]))
+
+    response = client.get(f"/api/alice/tasks/{task['id']}", headers=auth("alice"))
+    entries = client.get(f"/api/alice/tasks/{task['id']}/history", headers=auth("alice"))
+
+    assert response.status_code == 200
+    assert response.json() == done
+    assert response.headers["etag"] == '"2"'
+    assert entries.status_code == 200
+    newest = entries.json()["items"][0]
+    assert newest["action"] == "completed"
+    assert newest["changes"]["completed"] == {"from": False, "to": True}
