@@ -1,7 +1,7 @@
 """The `todo-api` command: serve, migrate, token, openapi."""
 
 import json
-import logging
+import logging.config
 import time
 from typing import Annotated
 
@@ -12,6 +12,7 @@ from backend import migrate as migrations
 from backend.auth import issue_token
 from backend.config import ConfigurationError, Settings, get_settings
 from backend.main import create_app
+from backend.observability import logging_config
 
 app = typer.Typer(help="todo-api: a multi-user task API.", no_args_is_help=True)
 
@@ -33,8 +34,9 @@ def serve(
     migrate: Annotated[bool, typer.Option(help="Apply migrations before serving.")] = True,
 ) -> None:
     """Serve the API (migrations first, unless --no-migrate)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     settings = _settings()
+    log_config = logging_config(settings)
+    logging.config.dictConfig(log_config)
     settings.signing_secret()  # announces a generated development secret before serving
     if migrate:
         migrations.upgrade(settings)
@@ -47,6 +49,8 @@ def serve(
         loop="uvloop",
         http="httptools",
         proxy_headers=True,
+        log_config=log_config,  # every worker logs as LOG_FORMAT says
+        access_log=False,  # the service logs each request itself, by route template
     )
 
 
