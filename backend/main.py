@@ -44,6 +44,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = db.create_sessionmaker(engine)
         yield
+        if app.state.rate_limiter is not None:
+            await app.state.rate_limiter.close()
         await engine.dispose()
 
     app = FastAPI(

@@ -1,11 +1,13 @@
 """Rate limits with `limits`: per client address before authentication, per token subject
 after it; counters in process memory, or in Redis shared by every worker and host."""
 
+import asyncio
 import logging
 import math
 import time
 from dataclasses import dataclass
 
+import coredis
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.errors import StorageError
@@ -80,14 +82,17 @@ class RateLimiter:
         self.by_user = Policy.parse("user", settings.rate_limit_user)
         self.memory: Storage = SweptMemoryStorage()
         self.shared: Storage | None = None
+        self._redis_pool: coredis.ConnectionPool | None = None
         if settings.redis_url is not None:
             timeout = settings.redis_timeout_seconds
+            self._redis_pool = coredis.ConnectionPool.from_url(
+                settings.redis_url, connect_timeout=timeout, stream_timeout=timeout
+            )
             self.shared = RedisStorage(
                 f"async+{settings.redis_url}",
                 key_prefix=settings.rate_limit_key_prefix,
                 wrap_exceptions=True,
-                connect_timeout=timeout,
-                stream_timeout=timeout,
+                connection_pool=self._redis_pool,  # type: ignore[arg-type]
             )
         self._shared_down_until = 0.0
         self._resets: dict[str, float] = {}
@@ -124,6 +129,12 @@ class RateLimiter:
             if len(self._resets) >= MAX_REMEMBERED_RESETS:
                 self._resets.clear()
         self._resets[counter] = reset_at
+
+    async def close(self) -> None:
+        """Close the Redis connections, in the event loop that opened them."""
+        if self._redis_pool is not None:
+            self._redis_pool.disconnect()
+            await asyncio.sleep(0)  # lets the transports finish closing
 
     def _storage(self) -> Storage:
         if self.shared is not None and time.monotonic() >= self._shared_down_until:
