@@ -67,8 +67,9 @@ class Settings(BaseSettings):
     rate_limit_enabled: bool = True
     rate_limit_user: str = "600/minute"
     """Requests per token subject, counted after authentication (limits' notation)."""
-    rate_limit_ip: str = "1200/minute"
-    """Requests per client address, counted before authentication."""
+    rate_limit_ip: str = "3000/minute"
+    """Requests per client address, counted before authentication: above the per-user budget,
+    so that a few users behind one NAT are not refused for each other's requests."""
     redis_url: str | None = None
     """Where rate-limit counters live so that workers and hosts share them; else memory."""
     redis_timeout_seconds: float = Field(default=0.25, gt=0)

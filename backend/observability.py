@@ -41,6 +41,7 @@ ACCESS_FIELDS = ("request_id", "method", "route", "status", "duration_ms")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNROUTED = "unrouted"
 """The route label of requests answered before routing: no such path, a 429 per address."""
+ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -62,7 +63,7 @@ class JsonFormatter(logging.Formatter):
             entry["request_id"] = request_id
         if record.exc_info and record.exc_info[0] is not None:
             entry["error"] = record.exc_info[0].__name__
-        return json.dumps(entry, ensure_ascii=False)
+        return ENCODER.encode(entry)
 
 
 def logging_config(settings: Settings) -> dict[str, Any]:
