@@ -2,7 +2,7 @@
 
 import asyncio
 import json
-import logging
+import logging.config
 import time
 from typing import Annotated
 
@@ -16,6 +16,7 @@ from backend import seed as demo
 from backend.auth import issue_token
 from backend.config import ConfigurationError, Settings, get_settings
 from backend.main import create_app
+from backend.observability import logging_config
 
 app = typer.Typer(help="todo-api: a multi-user task API.", no_args_is_help=True)
 
@@ -37,8 +38,9 @@ def serve(
     migrate: Annotated[bool, typer.Option(help="Apply migrations before serving.")] = True,
 ) -> None:
     """Serve the API (migrations first, unless --no-migrate)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     settings = _settings()
+    log_config = logging_config(settings)
+    logging.config.dictConfig(log_config)
     settings.signing_secret()  # announces a generated development secret before serving
     if migrate:
         migrations.upgrade(settings)
@@ -51,6 +53,8 @@ def serve(
         loop="uvloop",
         http="httptools",
         proxy_headers=True,
+        log_config=log_config,  # every worker logs as LOG_FORMAT says
+        access_log=False,  # the service logs each request itself, by route template
     )
 
 

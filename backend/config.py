@@ -6,6 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
+from limits import parse as parse_rate
 from pydantic import (
     AliasChoices,
     Field,
@@ -63,6 +64,21 @@ class Settings(BaseSettings):
     db_idle_in_transaction_timeout_ms: int = Field(default=10_000, ge=0)
     request_deadline_seconds: float = Field(default=8, gt=0)
     """The most a request may take, database work included, before 503 `timeout`."""
+    rate_limit_enabled: bool = True
+    rate_limit_user: str = "600/minute"
+    """Requests per token subject, counted after authentication (limits' notation)."""
+    rate_limit_ip: str = "3000/minute"
+    """Requests per client address, counted before authentication: above the per-user budget,
+    so that a few users behind one NAT are not refused for each other's requests."""
+    redis_url: str | None = None
+    """Where rate-limit counters live so that workers and hosts share them; else memory."""
+    redis_timeout_seconds: float = Field(default=0.25, gt=0)
+    """Connect and read timeout of a rate-limit call; past it the limiter fails over."""
+    rate_limit_key_prefix: str = "todo-api"
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_token: SecretStr | None = None
+    """When set, `/metrics` needs `Authorization: Bearer <token>`; else it is open."""
 
     @field_validator("database_url")
     @classmethod
@@ -81,6 +97,19 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("rate_limit_user", "rate_limit_ip")
+    @classmethod
+    def rate_limit_notation(cls, value: str) -> str:
+        parse_rate(value)  # "600/minute", "10 per second", "1000/5 minutes"
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def redis_only(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("redis://", "rediss://")):
+            raise ValueError("REDIS_URL must be a redis:// or rediss:// URL")
+        return url
 
     @field_validator("jwks_url")
     @classmethod

@@ -10,7 +10,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.auth import Claims, Scope, TokenVerifier, bearer_scheme, bearer_token
 from backend.db import scope_to
-from backend.errors import Forbidden, InsufficientScope
+from backend.errors import Forbidden, InsufficientScope, RateLimited
+from backend.ratelimit import VERDICTS, RateLimiter
 from backend.tokens.service import PAT_PREFIX, verify_personal_token
 from backend.users.service import KnownUsers, ensure_user
 
@@ -44,6 +45,18 @@ async def authenticate(request: Request, session: AsyncSession) -> Claims:
 
 
 ClaimsDep = Annotated[Claims, Depends(current_claims)]
+
+
+async def limit_caller(request: Request, claims: ClaimsDep) -> None:
+    """Count the request against its token subject's budget, before any other work; 429
+    past it. The verdict joins the address's for the `RateLimit` headers."""
+    limiter: RateLimiter | None = request.app.state.rate_limiter
+    if limiter is None:
+        return
+    verdict = await limiter.hit(limiter.by_user, claims.subject)
+    request.scope.setdefault(VERDICTS, []).append(verdict)
+    if not verdict.allowed:
+        raise RateLimited(verdict.reset_seconds)
 
 
 async def require_owner(

@@ -132,6 +132,15 @@ class PayloadTooLarge(AppError):
     detail = "The request body is too large."
 
 
+class RateLimited(AppError):
+    status = 429
+    code = "rate_limited"
+    detail = "Too many requests; try again after the time in Retry-After."
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(headers={"Retry-After": str(max(1, retry_after_seconds))})
+
+
 class DatabaseUnavailable(AppError):
     status = 503
     code = "db_unavailable"
@@ -180,7 +189,17 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         "Idempotency-Key still in progress, a limit reached, or a resource changing too fast.",
         413: "The body is over 64 KiB (`payload_too_large`).",
         422: "The request is not valid (`validation_error`), with `errors`.",
+        429: "Too many requests from this caller or address (`rate_limited`); see "
+        "`Retry-After`, and `RateLimit` / `RateLimit-Policy` (on every response).",
         503: "The database is unavailable (`db_unavailable`); see `Retry-After`.",
+    }.items()
+}
+PROBLEM_RESPONSES[429]["headers"] = {
+    name: {"description": description, "schema": {"type": "string"}}
+    for name, description in {
+        "Retry-After": "Seconds until the exhausted budget refills.",
+        "RateLimit": 'What is left of each budget, e.g. `"user";r=0;t=42`.',
+        "RateLimit-Policy": 'The budgets that apply, e.g. `"user";q=600;w=60`.',
     }.items()
 }
 

@@ -16,13 +16,15 @@ from sqlmodel import select
 from backend import auth, db
 from backend.categories.routes import router as categories_router
 from backend.config import Settings, get_settings
-from backend.deps import SessionDep, require_owner
+from backend.deps import SessionDep, limit_caller, require_owner
 from backend.errors import PROBLEM_RESPONSES, DatabaseUnavailable, install_error_handlers
 from backend.history.routes import router as history_router
 from backend.idempotency.guard import RecordIdempotentResponses, Replay, replay
 from backend.mcp.server import mcp_sessions, mount_mcp
 from backend.middleware import CatchUnexpected, Deadline, LimitBody
+from backend.observability import Metrics, Observe, metrics_router
 from backend.pagination import CursorSigner
+from backend.ratelimit import LimitRate, RateLimiter
 from backend.stats.routes import router as stats_router
 from backend.tasks.routes import router as tasks_router
 from backend.tokens.routes import router as tokens_router
@@ -40,9 +42,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = db.create_engine(settings)
+        app.state.engine = engine
         app.state.sessionmaker = db.create_sessionmaker(engine)
         async with mcp_sessions(app):
             yield
+        if app.state.rate_limiter is not None:
+            await app.state.rate_limiter.close()
         await engine.dispose()
 
     app = FastAPI(
@@ -55,11 +60,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.verifier = auth.create_verifier(settings)
     app.state.cursor_signer = CursorSigner(settings.cursor_secret())
     app.state.known_users = {}
+    app.state.rate_limiter = RateLimiter(settings) if settings.rate_limit_enabled else None
+    app.state.metrics = Metrics(app.state)
+    app.state.metrics_token = (
+        settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    )
     install_error_handlers(app)
     app.add_exception_handler(Replay, replay)
     app.add_middleware(RecordIdempotentResponses)
     app.add_middleware(LimitBody, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(Deadline, seconds=settings.request_deadline_seconds)
+    if app.state.rate_limiter is not None:
+        app.add_middleware(LimitRate, limiter=app.state.rate_limiter)
     app.add_middleware(CatchUnexpected)
     if settings.cors_origins:
         app.add_middleware(
@@ -76,10 +88,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ],
             expose_headers=["Location", "ETag"],
         )
+    app.add_middleware(Observe, metrics=app.state.metrics)  # outermost: sees every answer
 
     user_routes = APIRouter(
         prefix="/api/{user_id}",
-        dependencies=[Depends(require_owner)],
+        dependencies=[Depends(limit_caller), Depends(require_owner)],
         responses=PROBLEM_RESPONSES,
     )
     for router in (
@@ -94,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(user_routes)
     app.include_router(health_router)
     mount_mcp(app, settings)
+    app.include_router(metrics_router)
     return app
 
 

@@ -19,6 +19,11 @@ from backend.config import Settings
 from backend.main import create_app
 
 SECRET = "test-secret-that-is-long-enough-for-hs256!"
+
+# Rate limits stay on in every suite (each request passes through the limiter), far above
+# what the suites send from their one client address; tests/test_rate_limits.py sets its own.
+os.environ.setdefault("RATE_LIMIT_IP", "1000000/minute")
+os.environ.setdefault("RATE_LIMIT_USER", "1000000/minute")
 TABLES = (
     "idempotency_keys",
     "personal_tokens",

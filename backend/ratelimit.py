@@ -1,0 +1,190 @@
+"""Rate limits with `limits`: per client address before authentication, per token subject
+after it; counters in process memory, or in Redis shared by every worker and host."""
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import coredis
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.errors import StorageError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from backend.config import Settings
+from backend.errors import RateLimited, problem
+
+logger = logging.getLogger("todo_api")
+
+VERDICTS = "todo_api.rate_limits"
+"""Scope key: this request's verdicts, which `LimitRate` writes as headers."""
+UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+REDIS_RETRY_SECONDS = 5.0
+"""After a Redis failure, count in process memory this long before trying Redis again."""
+SWEEP_SECONDS = 1.0
+MAX_REMEMBERED_RESETS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """One budget: a name for the headers and a `limits` rate such as `600/minute`."""
+
+    name: str
+    item: RateLimitItem
+    header: str
+
+    @classmethod
+    def parse(cls, name: str, rate: str) -> "Policy":
+        item = parse(rate)
+        return cls(name, item, f'"{name}";q={item.amount};w={item.get_expiry()}')
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    policy: Policy
+    allowed: bool
+    remaining: int
+    reset_seconds: int
+
+    def header(self) -> str:
+        return f'"{self.policy.name}";r={self.remaining};t={self.reset_seconds}'
+
+
+class SweptMemoryStorage(MemoryStorage):
+    """limits' memory storage, sweeping expired counters at most once a second.
+
+    Upstream starts a sweep of every counter after every hit: O(counters) per request, a
+    millisecond each with 10,000 addresses in a window. An expired counter is still reset
+    when it is next read, so only the memory of idle counters waits for the sweep.
+    """
+
+    _next_sweep = 0.0
+
+    # Overrides the private, name-mangled `MemoryStorage.__schedule_expiry`.
+    async def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_SECONDS
+            await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]
+
+
+class RateLimiter:
+    """limits' fixed-window strategy, read through its storage so that one call (one Redis
+    round trip) yields the verdict and the remaining count: `incr` is what the strategy's
+    `hit` does, and its count is kept instead of being reduced to a boolean. The window's
+    end is remembered per counter, so Redis is asked for it once per window.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.by_address = Policy.parse("ip", settings.rate_limit_ip)
+        self.by_user = Policy.parse("user", settings.rate_limit_user)
+        self.memory: Storage = SweptMemoryStorage()
+        self.shared: Storage | None = None
+        self._redis_pool: coredis.ConnectionPool | None = None
+        if settings.redis_url is not None:
+            timeout = settings.redis_timeout_seconds
+            self._redis_pool = coredis.ConnectionPool.from_url(
+                settings.redis_url, connect_timeout=timeout, stream_timeout=timeout
+            )
+            self.shared = RedisStorage(
+                f"async+{settings.redis_url}",
+                key_prefix=settings.rate_limit_key_prefix,
+                wrap_exceptions=True,
+                connection_pool=self._redis_pool,  # type: ignore[arg-type]
+            )
+        self._shared_down_until = 0.0
+        self._resets: dict[str, float] = {}
+
+    async def hit(self, policy: Policy, key: str) -> Verdict:
+        """Count one request of `key` (an address, a subject) against `policy`."""
+        counter = policy.item.key_for(policy.name, key)
+        expiry = policy.item.get_expiry()
+        storage = self._storage()
+        try:
+            count, reset_at = await self._count(storage, counter, expiry)
+        except (StorageError, OSError, TimeoutError) as exc:
+            self._fail_over(exc)
+            count, reset_at = await self._count(self.memory, counter, expiry)
+        reset_seconds = max(0, math.ceil(reset_at - time.time()))
+        amount = policy.item.amount
+        return Verdict(policy, count <= amount, max(0, amount - count), reset_seconds)
+
+    async def _count(self, storage: Storage, counter: str, expiry: int) -> tuple[int, float]:
+        count = await storage.incr(counter, expiry)
+        now = time.time()
+        if count == 1:
+            reset_at = now + expiry  # this request opened the window
+        else:
+            reset_at = self._resets.get(counter, 0.0)
+            if reset_at <= now:  # another worker opened it, or it is a new one
+                reset_at = await storage.get_expiry(counter)
+        self._remember(counter, reset_at, now)
+        return count, reset_at
+
+    def _remember(self, counter: str, reset_at: float, now: float) -> None:
+        if len(self._resets) >= MAX_REMEMBERED_RESETS and counter not in self._resets:
+            self._resets = {key: at for key, at in self._resets.items() if at > now}
+            if len(self._resets) >= MAX_REMEMBERED_RESETS:
+                self._resets.clear()
+        self._resets[counter] = reset_at
+
+    async def close(self) -> None:
+        """Close the Redis connections, in the event loop that opened them."""
+        if self._redis_pool is not None:
+            self._redis_pool.disconnect()
+            await asyncio.sleep(0)  # lets the transports finish closing
+
+    def _storage(self) -> Storage:
+        if self.shared is not None and time.monotonic() >= self._shared_down_until:
+            return self.shared
+        return self.memory
+
+    def _fail_over(self, exc: Exception) -> None:
+        self._shared_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+        logger.warning(
+            "rate-limit storage unavailable (%s): counting in this process for %ss",
+            type(exc).__name__,
+            REDIS_RETRY_SECONDS,
+        )
+
+
+def rate_limit_headers(verdicts: list[Verdict]) -> list[tuple[bytes, bytes]]:
+    """`RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers-10)."""
+    return [
+        (b"ratelimit-policy", ", ".join(v.policy.header for v in verdicts).encode()),
+        (b"ratelimit", ", ".join(v.header() for v in verdicts).encode()),
+    ]
+
+
+class LimitRate:
+    """Count each request against its client address before anything else runs (429 past
+    the budget), and put the headers of every budget the request used on its response:
+    the address's, and the subject's that `limit_caller` adds after authentication.
+    """
+
+    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
+        self.app = app
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        verdict = await self.limiter.hit(self.limiter.by_address, client[0] if client else "")
+        verdicts = [verdict]
+        scope[VERDICTS] = verdicts
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *rate_limit_headers(verdicts)]
+            await send(message)
+
+        if verdict.allowed:
+            await self.app(scope, receive, send_with_headers)
+            return
+        error = RateLimited(verdict.reset_seconds)
+        response = problem(error.status, error.code, error.detail, headers=error.headers)
+        await response(scope, receive, send_with_headers)
