@@ -4,6 +4,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -17,7 +18,12 @@ from backend import auth, db
 from backend.categories.routes import router as categories_router
 from backend.config import Settings, get_settings
 from backend.deps import SessionDep, require_owner
-from backend.errors import PROBLEM_RESPONSES, DatabaseUnavailable, install_error_handlers
+from backend.errors import (
+    PROBLEM_RESPONSES,
+    DatabaseUnavailable,
+    document_problems,
+    install_error_handlers,
+)
 from backend.history.routes import router as history_router
 from backend.idempotency.guard import RecordIdempotentResponses, Replay, replay
 from backend.middleware import CatchUnexpected, Deadline, LimitBody
@@ -33,6 +39,13 @@ READY_TIMEOUT_SECONDS = 1
 logger = logging.getLogger("todo_api")
 
 
+class TodoAPI(FastAPI):
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = document_problems(super().openapi())
+        return self.openapi_schema
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -43,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         await engine.dispose()
 
-    app = FastAPI(
+    app = TodoAPI(
         title="todo-api",
         version="1.0.0",
         summary="A multi-user task API with strict per-user isolation.",
