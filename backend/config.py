@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     """Signs list cursors; defaults to the JWT secret (or the development secret)."""
     cors_origins: Annotated[list[str], NoDecode] = []
+    cors_allow_credentials: bool = False
+    """Only for cookie-authenticated browsers; bearer tokens need no credentials mode."""
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout_seconds: float = Field(default=2, gt=0)
@@ -88,6 +90,15 @@ class Settings(BaseSettings):
         if url is not None and not url.startswith(("https://", "http://")):
             raise ValueError("JWKS_URL must be an http(s) URL")
         return url
+
+    @model_validator(mode="after")
+    def check_cors(self) -> Self:
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            raise ValueError(
+                "CORS_ALLOW_CREDENTIALS needs explicit CORS_ORIGINS: a browser refuses '*' "
+                "with credentials, and reflecting any origin would let every site act as the user"
+            )
+        return self
 
     @model_validator(mode="after")
     def check_auth(self) -> Self:

@@ -36,6 +36,26 @@ from backend.users.routes import router as users_router
 MAX_BODY_BYTES = 64 * 1024
 READY_TIMEOUT_SECONDS = 1
 
+CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "If-Match",
+    "If-None-Match",
+    "Idempotency-Key",
+    "X-Request-ID",
+]
+CORS_EXPOSED_HEADERS = [
+    "Location",
+    "ETag",
+    "Retry-After",
+    "RateLimit",
+    "RateLimit-Policy",
+    "X-Request-ID",
+    "Idempotent-Replayed",
+]
+CORS_MAX_AGE_SECONDS = 600
+
 logger = logging.getLogger("todo_api")
 
 
@@ -72,21 +92,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(LimitBody, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(Deadline, seconds=settings.request_deadline_seconds)
     app.add_middleware(CatchUnexpected)
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["*"],
-            allow_headers=[
-                "Authorization",
-                "Content-Type",
-                "If-Match",
-                "If-None-Match",
-                "Idempotency-Key",
-            ],
-            expose_headers=["Location", "ETag"],
-        )
-
     user_routes = APIRouter(
         prefix="/api/{user_id}",
         dependencies=[Depends(require_owner)],
@@ -103,6 +108,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         user_routes.include_router(router)
     app.include_router(user_routes)
     app.include_router(health_router)
+    if settings.cors_origins:
+        # Added last, so outermost: every answer, errors from other middleware included,
+        # carries the CORS headers a browser needs to let the frontend read it.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=settings.cors_allow_credentials,
+            allow_methods=CORS_METHODS,
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_EXPOSED_HEADERS,
+            max_age=CORS_MAX_AGE_SECONDS,
+        )
     return app
 
 
