@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(default=5_000, ge=0)
     db_lock_timeout_ms: int = Field(default=2_000, ge=0)
     db_idle_in_transaction_timeout_ms: int = Field(default=10_000, ge=0)
+    db_prepared_statements: bool = True
+    """False behind a transaction-pooling proxy (PgBouncer, Neon's pooled endpoint), which
+    hands each transaction any server connection: psycopg then prepares no statements, and
+    the limits above travel with each transaction instead of as start-up options, which
+    such a proxy refuses."""
     request_deadline_seconds: float = Field(default=8, gt=0)
     """The most a request may take, database work included, before 503 `timeout`."""
 

@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = db.create_engine(settings)
-        app.state.sessionmaker = db.create_sessionmaker(engine)
+        app.state.sessionmaker = db.create_sessionmaker(engine, settings)
         yield
         await engine.dispose()
 

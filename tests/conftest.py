@@ -33,7 +33,7 @@ AuthFactory = Callable[..., Headers]
 Factory = Callable[..., dict[str, Any]]
 
 
-POSTGRES_ONLY = ("tests/reliability/", "tests/test_row_security.py")
+POSTGRES_ONLY = ("tests/reliability/", "tests/test_row_security.py", "tests/test_pgbouncer.py")
 """Suites that need a PostgreSQL server: run where the tests run on PostgreSQL (CI)."""
 
 
