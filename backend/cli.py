@@ -31,6 +31,16 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     migrate: Annotated[bool, typer.Option(help="Apply migrations before serving.")] = True,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Proxies trusted for X-Forwarded-For/-Proto (comma-separated, or *); "
+            "default: $FORWARDED_ALLOW_IPS, else 127.0.0.1 and ::1."
+        ),
+    ] = None,
+    root_path: Annotated[
+        str, typer.Option(help="The path prefix a proxy serves the API under, e.g. /todo.")
+    ] = "",
 ) -> None:
     """Serve the API (migrations first, unless --no-migrate)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
@@ -47,6 +57,8 @@ def serve(
         loop="uvloop",
         http="httptools",
         proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips,
+        root_path=root_path,
     )
 
 

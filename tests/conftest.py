@@ -58,8 +58,8 @@ _LEFT_OUT = pytest.StashKey[int]()
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     if left_out := config.stash.get(_LEFT_OUT, 0):
         terminalreporter.write_line(
-            f"{left_out} PostgreSQL-only tests (reliability, row security) left out on SQLite: "
-            "they run with TEST_DATABASE_URL=postgresql://... (as CI does)."
+            f"{left_out} PostgreSQL-only tests (reliability, row security, PgBouncer) left out "
+            "on SQLite: they run with TEST_DATABASE_URL=postgresql://... (as CI does)."
         )
 
 
