@@ -4,7 +4,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -18,15 +17,11 @@ from backend import auth, db
 from backend.categories.routes import router as categories_router
 from backend.config import Settings, get_settings
 from backend.deps import SessionDep, require_owner
-from backend.errors import (
-    PROBLEM_RESPONSES,
-    DatabaseUnavailable,
-    document_problems,
-    install_error_handlers,
-)
+from backend.errors import PROBLEM_RESPONSES, DatabaseUnavailable, install_error_handlers
 from backend.history.routes import router as history_router
 from backend.idempotency.guard import RecordIdempotentResponses, Replay, replay
 from backend.middleware import CatchUnexpected, Deadline, LimitBody
+from backend.openapi import TAGS, TodoAPI
 from backend.pagination import CursorSigner
 from backend.stats.routes import router as stats_router
 from backend.tasks.routes import router as tasks_router
@@ -59,13 +54,6 @@ CORS_MAX_AGE_SECONDS = 600
 logger = logging.getLogger("todo_api")
 
 
-class TodoAPI(FastAPI):
-    def openapi(self) -> dict[str, Any]:
-        if self.openapi_schema is None:
-            self.openapi_schema = document_problems(super().openapi())
-        return self.openapi_schema
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -82,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="A multi-user task API with strict per-user isolation.",
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        openapi_tags=TAGS,
     )
     app.state.verifier = auth.create_verifier(settings)
     app.state.cursor_signer = CursorSigner(settings.cursor_secret())
