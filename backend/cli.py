@@ -36,6 +36,16 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     migrate: Annotated[bool, typer.Option(help="Apply migrations before serving.")] = True,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Proxies trusted for X-Forwarded-For/-Proto (comma-separated, or *); "
+            "default: $FORWARDED_ALLOW_IPS, else 127.0.0.1 and ::1."
+        ),
+    ] = None,
+    root_path: Annotated[
+        str, typer.Option(help="The path prefix a proxy serves the API under, e.g. /todo.")
+    ] = "",
 ) -> None:
     """Serve the API (migrations first, unless --no-migrate)."""
     settings = _settings()
@@ -55,6 +65,8 @@ def serve(
         proxy_headers=True,
         log_config=log_config,  # every worker logs as LOG_FORMAT says
         access_log=False,  # the service logs each request itself, by route template
+        forwarded_allow_ips=forwarded_allow_ips,
+        root_path=root_path,
     )
 
 
@@ -99,7 +111,7 @@ def seed(
     async def load(advance: demo.Progress) -> None:
         engine = db.create_engine(settings)
         try:
-            sessionmaker = db.create_sessionmaker(engine)
+            sessionmaker = db.create_sessionmaker(engine, settings)
             await demo.seed(
                 sessionmaker,
                 user_ids=user_ids,

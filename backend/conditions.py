@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.errors import PROBLEM_JSON, Conflict, PreconditionFailed, ProblemDetail
+from backend.errors import Conflict, PreconditionFailed, problem_response
 
 T = TypeVar("T")
 Model = TypeVar("Model", bound=BaseModel)
@@ -57,8 +57,9 @@ async def if_match(
     if_match: Annotated[
         str | None,
         Header(
+            alias="If-Match",
             max_length=1024,
-            description="The task's ETag: the write happens only if it is still current.",
+            description="The resource's ETag: the write happens only if it is still current.",
         ),
     ] = None,
 ) -> Precondition:
@@ -70,20 +71,28 @@ UNCONDITIONAL = Precondition()
 IfMatchDep = Annotated[Precondition, Depends(if_match)]
 IfNoneMatch = Annotated[
     str | None,
-    Header(max_length=1024, description="An ETag the client holds: 304 if still current."),
+    Header(
+        alias="If-None-Match",
+        max_length=1024,
+        description="An ETag the client holds: 304 if still current.",
+    ),
 ]
 
 
 NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
-    304: {"description": "The client's copy (`If-None-Match`) is current."}
+    304: {
+        "description": "The client's copy (`If-None-Match`) is current.",
+        "headers": {"ETag": {"description": "The current ETag.", "schema": {"type": "string"}}},
+    }
 }
 PRECONDITION_FAILED: dict[int | str, dict[str, Any]] = {
-    412: {
-        "model": ProblemDetail,
-        "content": {PROBLEM_JSON: {}},
-        "description": "`If-Match` names an older version (`precondition_failed`); "
+    412: problem_response(
+        412,
+        "precondition_failed",
+        "`If-Match` names an older version (`precondition_failed`); "
         "the `ETag` header carries the current one.",
-    }
+        headers={"ETag": "The current version's ETag."},
+    )
 }
 
 

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     """Signs list cursors; defaults to the JWT secret (or the development secret)."""
     cors_origins: Annotated[list[str], NoDecode] = []
+    cors_allow_credentials: bool = False
+    """Only for cookie-authenticated browsers; bearer tokens need no credentials mode."""
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout_seconds: float = Field(default=2, gt=0)
@@ -62,6 +64,11 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(default=5_000, ge=0)
     db_lock_timeout_ms: int = Field(default=2_000, ge=0)
     db_idle_in_transaction_timeout_ms: int = Field(default=10_000, ge=0)
+    db_prepared_statements: bool = True
+    """False behind a transaction-pooling proxy (PgBouncer, Neon's pooled endpoint), which
+    hands each transaction any server connection: psycopg then prepares no statements, and
+    the limits above travel with each transaction instead of as start-up options, which
+    such a proxy refuses."""
     request_deadline_seconds: float = Field(default=8, gt=0)
     """The most a request may take, database work included, before 503 `timeout`."""
     rate_limit_enabled: bool = True
@@ -117,6 +124,15 @@ class Settings(BaseSettings):
         if url is not None and not url.startswith(("https://", "http://")):
             raise ValueError("JWKS_URL must be an http(s) URL")
         return url
+
+    @model_validator(mode="after")
+    def check_cors(self) -> Self:
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            raise ValueError(
+                "CORS_ALLOW_CREDENTIALS needs explicit CORS_ORIGINS: a browser refuses '*' "
+                "with credentials, and reflecting any origin would let every site act as the user"
+            )
+        return self
 
     @model_validator(mode="after")
     def check_auth(self) -> Self:

@@ -52,23 +52,21 @@ def create_engine(settings: Settings) -> AsyncEngine:
         engine = create_async_engine(settings.database_url, connect_args={"timeout": 15})
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         return engine
-    # Server-side limits, so that no statement, lock wait or forgotten transaction holds
-    # a connection for long; the request deadline (middleware) covers a silent server.
-    options = " ".join(
-        f"-c {name}={value}"
-        for name, value in {
-            "timezone": "UTC",
-            "statement_timeout": settings.db_statement_timeout_ms,
-            "lock_timeout": settings.db_lock_timeout_ms,
-            "idle_in_transaction_session_timeout": settings.db_idle_in_transaction_timeout_ms,
-        }.items()
-    )
+    connect_args: dict[str, Any] = {"connect_timeout": settings.db_connect_timeout_seconds}
+    if settings.db_prepared_statements:
+        connect_args["options"] = " ".join(
+            f"-c {name}={value}" for name, value in session_limits(settings).items()
+        )
+    else:
+        connect_args["prepare_threshold"] = None
+    # Query parameters of the URL (sslmode, sslrootcert, application_name, ...) reach
+    # libpq's conninfo unchanged.
     engine = create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
-        connect_args={"connect_timeout": settings.db_connect_timeout_seconds, "options": options},
+        connect_args=connect_args,
     )
     event.listen(engine.sync_engine, "checkout", _discard_if_closed_by_server)
     return engine
@@ -91,6 +89,17 @@ def _discard_if_closed_by_server(_dbapi: Any, record: ConnectionPoolEntry, _prox
         raise DisconnectionError("the server closed this pooled connection")
 
 
+def session_limits(settings: Settings) -> dict[str, str]:
+    """Server-side limits, so that no statement, lock wait or forgotten transaction holds
+    a connection for long; the request deadline (middleware) covers a silent server."""
+    return {
+        "timezone": "UTC",
+        "statement_timeout": str(settings.db_statement_timeout_ms),
+        "lock_timeout": str(settings.db_lock_timeout_ms),
+        "idle_in_transaction_session_timeout": str(settings.db_idle_in_transaction_timeout_ms),
+    }
+
+
 def _unicode_lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 
@@ -111,10 +120,15 @@ class ScopedSession(Session):
 
 ROW_SECURITY = "row_security"
 """Key in `Session.info`: the `app.*` settings row-level security policies read."""
+TRANSACTION_LIMITS = "transaction_limits"
+"""Key in `Session.info`: the session limits, when they must be set in every transaction."""
 
 
 @event.listens_for(ScopedSession, "after_begin")
 def _apply_row_security(session: Session, _transaction: Any, connection: Connection) -> None:
+    if limits := session.info.get(TRANSACTION_LIMITS):
+        calls = ", ".join(f"set_config('{name}', :{name}, true)" for name in limits)
+        connection.execute(text(f"SELECT {calls}"), limits)
     for name, value in session.info.get(ROW_SECURITY, {}).items():
         _set_local(connection, name, value)
 
@@ -140,7 +154,18 @@ async def scope_to(session: AsyncSession, **settings: str) -> None:
         await (await session.connection()).run_sync(apply)
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+def create_sessionmaker(
+    engine: AsyncEngine, settings: Settings
+) -> async_sessionmaker[AsyncSession]:
+    info: dict[str, Any] = {}
+    if not settings.is_sqlite and not settings.db_prepared_statements:
+        # No start-up options through a transaction pooler: the limits go with each
+        # transaction (SET LOCAL), so they never leak into another client's transaction.
+        info[TRANSACTION_LIMITS] = session_limits(settings)
     return async_sessionmaker(
-        engine, class_=AsyncSession, sync_session_class=ScopedSession, expire_on_commit=False
+        engine,
+        class_=AsyncSession,
+        sync_session_class=ScopedSession,
+        expire_on_commit=False,
+        info=info,
     )

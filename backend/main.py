@@ -23,6 +23,7 @@ from backend.idempotency.guard import RecordIdempotentResponses, Replay, replay
 from backend.mcp.server import mcp_sessions, mount_mcp
 from backend.middleware import CatchUnexpected, Deadline, LimitBody
 from backend.observability import Metrics, Observe, metrics_router
+from backend.openapi import TAGS, TodoAPI
 from backend.pagination import CursorSigner
 from backend.ratelimit import LimitRate, RateLimiter
 from backend.stats.routes import router as stats_router
@@ -32,6 +33,28 @@ from backend.users.routes import router as users_router
 
 MAX_BODY_BYTES = 64 * 1024
 READY_TIMEOUT_SECONDS = 1
+
+CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "If-Match",
+    "If-None-Match",
+    "Idempotency-Key",
+    "X-Request-ID",
+    "Mcp-Protocol-Version",  # browser-based MCP clients (/mcp)
+]
+CORS_EXPOSED_HEADERS = [
+    "Location",
+    "ETag",
+    "Retry-After",
+    "RateLimit",
+    "RateLimit-Policy",
+    "X-Request-ID",
+    "Idempotent-Replayed",
+    "WWW-Authenticate",  # the 401 challenge, which MCP clients follow
+]
+CORS_MAX_AGE_SECONDS = 600
 
 logger = logging.getLogger("todo_api")
 
@@ -43,19 +66,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = db.create_engine(settings)
         app.state.engine = engine
-        app.state.sessionmaker = db.create_sessionmaker(engine)
+        app.state.sessionmaker = db.create_sessionmaker(engine, settings)
         async with mcp_sessions(app):
             yield
         if app.state.rate_limiter is not None:
             await app.state.rate_limiter.close()
         await engine.dispose()
 
-    app = FastAPI(
+    app = TodoAPI(
         title="todo-api",
         version="1.0.0",
         summary="A multi-user task API with strict per-user isolation.",
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        openapi_tags=TAGS,
     )
     app.state.verifier = auth.create_verifier(settings)
     app.state.cursor_signer = CursorSigner(settings.cursor_secret())
@@ -73,22 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if app.state.rate_limiter is not None:
         app.add_middleware(LimitRate, limiter=app.state.rate_limiter)
     app.add_middleware(CatchUnexpected)
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["*"],
-            allow_headers=[
-                "Authorization",
-                "Content-Type",
-                "If-Match",
-                "If-None-Match",
-                "Idempotency-Key",
-                "Mcp-Protocol-Version",  # browser-based MCP clients (/mcp)
-            ],
-            expose_headers=["Location", "ETag"],
-        )
-    app.add_middleware(Observe, metrics=app.state.metrics)  # outermost: sees every answer
+    app.add_middleware(Observe, metrics=app.state.metrics)  # sees every answer of the app
 
     user_routes = APIRouter(
         prefix="/api/{user_id}",
@@ -108,6 +117,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     mount_mcp(app, settings)
     app.include_router(metrics_router)
+    if settings.cors_origins:
+        # Added last, so outermost: every answer, errors from other middleware included,
+        # carries the CORS headers a browser needs to let the frontend read it.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=settings.cors_allow_credentials,
+            allow_methods=CORS_METHODS,
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_EXPOSED_HEADERS,
+            max_age=CORS_MAX_AGE_SECONDS,
+        )
     return app
 
 

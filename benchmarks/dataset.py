@@ -80,10 +80,11 @@ def service_url(admin_url: str) -> str:
 
 
 async def _seed(dsn: str, size: int) -> None:
-    engine = db.create_engine(Settings(database_url=dsn))
+    settings = Settings(database_url=dsn)
+    engine = db.create_engine(settings)
     try:
         await demo.seed(
-            db.create_sessionmaker(engine),
+            db.create_sessionmaker(engine, settings),
             user_ids=[user_for(size)],
             tasks_per_user=size,
             seed=size,

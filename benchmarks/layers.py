@@ -47,8 +47,9 @@ async def _cpu_per_call(call: Callable[[], Awaitable[object]]) -> float:
 
 async def main(service_dsn: str, user_id: str) -> None:
     os.environ.setdefault("JWT_SECRET", "benchmark-layers-secret-0123456789abcdef")
-    engine = db.create_engine(Settings(database_url=service_dsn))
-    sessionmaker = db.create_sessionmaker(engine)
+    settings = Settings(database_url=service_dsn)
+    engine = db.create_engine(settings)
+    sessionmaker = db.create_sessionmaker(engine, settings)
     pool = AsyncConnectionPool(service_dsn, min_size=2, max_size=2, open=False)
     await pool.open()
     page = PageRequest(limit=20, cursor=None, signer=CursorSigner("x" * 32))

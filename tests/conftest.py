@@ -41,7 +41,12 @@ Factory = Callable[..., dict[str, Any]]
 pytest_plugins = ["tests.mcp_client"]
 """The live server and SDK client of the MCP tests."""
 
-POSTGRES_ONLY = ("tests/reliability/", "tests/test_row_security.py", "tests/test_pool.py")
+POSTGRES_ONLY = (
+    "tests/reliability/",
+    "tests/test_row_security.py",
+    "tests/test_pool.py",
+    "tests/test_pgbouncer.py",
+)
 """Suites that need a PostgreSQL server: run where the tests run on PostgreSQL (CI)."""
 
 
@@ -66,8 +71,8 @@ _LEFT_OUT = pytest.StashKey[int]()
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     if left_out := config.stash.get(_LEFT_OUT, 0):
         terminalreporter.write_line(
-            f"{left_out} PostgreSQL-only tests (reliability, row security, pool) left out on "
-            "SQLite: they run with TEST_DATABASE_URL=postgresql://... (as CI does)."
+            f"{left_out} PostgreSQL-only tests (reliability, row security, pool, PgBouncer) left "
+            "out on SQLite: they run with TEST_DATABASE_URL=postgresql://... (as CI does)."
         )
 
 

@@ -102,7 +102,7 @@ def test_create_task_with_reused_key_and_other_body_is_422(
     response = client.post(TASKS, json={"title": "Pay tax"}, headers=keyed(auth, "rent-1"))
 
     body = assert_problem(response, 422, "validation_error")
-    assert body["errors"][0]["loc"] == ["header", "idempotency-key"]
+    assert body["errors"][0]["loc"] == ["header", "Idempotency-Key"]
     assert [task.title for task in tasks(db)] == ["Pay rent"]
 
 
@@ -236,7 +236,7 @@ def test_create_task_with_invalid_key_is_422(
     response = client.post(TASKS, json=BODY, headers=headers | {b"Idempotency-Key": key})
 
     body = assert_problem(response, 422, "validation_error")
-    assert ["header", "idempotency-key"] in [error["loc"] for error in body["errors"]]
+    assert ["header", "Idempotency-Key"] in [error["loc"] for error in body["errors"]]
     assert tasks(db) == []
     assert records(db) == []
 

@@ -43,6 +43,7 @@ async def create_category(
     request: Request,
     response: Response,
 ) -> CategoryPublic:
+    """Create a category; a name already used by the caller, ignoring case, is 409."""
     category = await service.create_category(session, user_id=user_id, category_in=category_in)
     response.headers["Location"] = location(request, user_id, "categories", category.id)
     return represent(CategoryPublic, category, response)
@@ -56,6 +57,7 @@ async def get_category(
     response: Response,
     if_none_match: IfNoneMatch = None,
 ) -> CategoryPublic | Response:
+    """One category, with its `ETag`; `If-None-Match` with a current ETag answers 304."""
     category = await service.get_category(session, user_id=user_id, category_id=category_id)
     return not_modified(if_none_match, category.version) or represent(
         CategoryPublic, category, response
@@ -71,6 +73,7 @@ async def replace_category(
     precondition: IfMatchDep,
     response: Response,
 ) -> CategoryPublic:
+    """Replace the name and colour. `If-Match` makes the write conditional."""
     category = await service.update_category(
         session,
         user_id=user_id,
@@ -90,6 +93,7 @@ async def update_category(
     precondition: IfMatchDep,
     response: Response,
 ) -> CategoryPublic:
+    """Change only the fields sent. `If-Match` makes the write conditional."""
     changes = {field: getattr(category_in, field) for field in category_in.model_fields_set}
     category = await service.update_category(
         session,

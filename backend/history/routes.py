@@ -37,6 +37,7 @@ async def list_history(
 
 @router.get("/history/{entry_id}", response_model=HistoryPublic)
 async def get_history_entry(session: SessionDep, user_id: OwnerId, entry_id: UUID) -> HistoryPublic:
+    """One history entry of the caller's."""
     entry = await service.get_history_entry(session, user_id=user_id, entry_id=entry_id)
     return HistoryPublic.model_validate(entry)
 

@@ -45,6 +45,7 @@ async def idempotent(
     idempotency_key: Annotated[
         str | None,
         Header(
+            alias="Idempotency-Key",
             min_length=1,
             max_length=255,
             pattern=r"^[\x21-\x7e]+$",

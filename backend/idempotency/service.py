@@ -57,7 +57,7 @@ async def claim_key(
             return await claim_key(session, user_id=user_id, key=key, fingerprint=fingerprint)
         if record.fingerprint != fingerprint:
             raise InvalidInput(
-                ("header", "idempotency-key"),
+                ("header", "Idempotency-Key"),
                 "This key was used for a different request.",
                 "idempotency_key_reused",
             )

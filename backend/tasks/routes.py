@@ -49,6 +49,8 @@ async def list_tasks(
     q: Annotated[SearchText | None, Query(description="Substring of title or description.")] = None,
     sort: TaskSort = "-created_at",
 ) -> Page[TaskPublic]:
+    """The caller's tasks, one page at a time: pass `next_cursor` back as `cursor`. Filters
+    combine with AND; `sort` takes a field, `-` for descending."""
     filters = TaskFilters(
         completed=completed,
         category_id=category_id,
@@ -69,6 +71,8 @@ async def list_tasks(
 async def create_task(
     session: SessionDep, user_id: OwnerId, task_in: TaskCreate, request: Request, response: Response
 ) -> TaskPublic:
+    """Create a task; the answer carries its `Location` and `ETag`. With an `Idempotency-Key`, a
+    retry returns the first answer instead of writing twice."""
     task = await service.create_task(session, user_id=user_id, task_in=task_in)
     response.headers["Location"] = location(request, user_id, "tasks", task.id)
     return represent(TaskPublic, task, response)
@@ -82,6 +86,7 @@ async def get_task(
     response: Response,
     if_none_match: IfNoneMatch = None,
 ) -> TaskPublic | Response:
+    """One task, with its `ETag`; `If-None-Match` with a current ETag answers 304."""
     task = await service.get_task(session, user_id=user_id, task_id=task_id)
     return not_modified(if_none_match, task.version) or represent(TaskPublic, task, response)
 
@@ -95,6 +100,8 @@ async def replace_task(
     precondition: IfMatchDep,
     response: Response,
 ) -> TaskPublic:
+    """Replace every client-settable field (`title` required; omitted fields take their
+    defaults). `If-Match` makes the write conditional."""
     task = await service.update_task(
         session, user_id=user_id, task_id=task_id, changes=dict(task_in), precondition=precondition
     )
@@ -110,6 +117,8 @@ async def update_task(
     precondition: IfMatchDep,
     response: Response,
 ) -> TaskPublic:
+    """Change only the fields sent; `null` clears a nullable field. `If-Match` makes the write
+    conditional."""
     changes = {field: getattr(task_in, field) for field in task_in.model_fields_set}
     task = await service.update_task(
         session, user_id=user_id, task_id=task_id, changes=changes, precondition=precondition
@@ -121,6 +130,7 @@ async def update_task(
 async def delete_task(
     session: SessionDep, user_id: OwnerId, task_id: UUID, precondition: IfMatchDep
 ) -> None:
+    """Delete a task; its history stays readable."""
     await service.delete_task(session, user_id=user_id, task_id=task_id, precondition=precondition)
 
 

@@ -1,0 +1,140 @@
+"""The OpenAPI document's finish: tag descriptions, schema examples, problem media types."""
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from backend.errors import document_problems
+
+TAGS: list[dict[str, Any]] = [
+    {
+        "name": "tasks",
+        "description": "The caller's tasks: keyset-paginated lists with filters and sorts, "
+        "conditional writes (`If-Match`, `ETag`), idempotent creates and completions "
+        "(`Idempotency-Key`).",
+    },
+    {
+        "name": "categories",
+        "description": "Categories to group tasks; names are unique per user, ignoring case.",
+    },
+    {
+        "name": "history",
+        "description": "The immutable record of every task change, written in the same "
+        "transaction as the change; it survives the task's deletion.",
+    },
+    {"name": "stats", "description": "Weekly statistics, computed from the history."},
+    {"name": "users", "description": "The caller's user record."},
+    {
+        "name": "tokens",
+        "description": "Personal access tokens for scripts (`read` or `write` scope). "
+        "Managed with a session token only; the secret is shown once.",
+    },
+    {"name": "health", "description": "Liveness and readiness probes; public."},
+]
+
+TASK_ID = "0193a5f2-7c1e-7d3a-9b2e-4f6a8c0d1e2f"
+CATEGORY_ID = "0193a5f1-2b3c-7e4d-8f5a-6b7c8d9e0f1a"
+TASK_CREATE = {
+    "title": "Buy milk",
+    "description": "Oat milk, two litres",
+    "priority": "high",
+    "due_at": "2026-06-01T17:00:00+02:00",
+    "category_id": None,
+}
+TASK_PUBLIC = TASK_CREATE | {
+    "id": TASK_ID,
+    "due_at": "2026-06-01T15:00:00Z",
+    "category_id": CATEGORY_ID,
+    "completed": False,
+    "completed_at": None,
+    "created_at": "2026-05-30T08:15:00Z",
+    "updated_at": "2026-05-30T08:15:00Z",
+    "version": 1,
+}
+CATEGORY_PUBLIC = {
+    "id": CATEGORY_ID,
+    "name": "Errands",
+    "color": "#3366FF",
+    "created_at": "2026-05-29T18:00:00Z",
+    "updated_at": "2026-05-29T18:00:00Z",
+    "version": 1,
+}
+TOKEN_PUBLIC = {
+    "id": "0193a5f3-1a2b-7c3d-8e4f-5a6b7c8d9e0f",
+    "name": "backup script",
+    "scope": "read",
+    "hint": "todo_pat_Xy3k",
+    "created_at": "2026-05-30T09:00:00Z",
+    "expires_at": "2026-08-30T00:00:00Z",
+    "last_used_at": None,
+}
+WEEK = ["2026-05-24", "2026-05-25", "2026-05-26", "2026-05-27", "2026-05-28", "2026-05-29"]
+
+SCHEMA_EXAMPLES: dict[str, dict[str, Any]] = {
+    "TaskCreate": TASK_CREATE,
+    "TaskReplace": TASK_CREATE | {"completed": False},
+    "TaskUpdate": {"priority": "medium", "completed": True},
+    "TaskPublic": TASK_PUBLIC,
+    "Page_TaskPublic_": {"items": [TASK_PUBLIC], "next_cursor": "eyJrIjpbIjIwMjYtMDUt..."},
+    "CategoryCreate": {"name": "Errands", "color": "#3366FF"},
+    "CategoryUpdate": {"color": "#22AA55"},
+    "CategoryPublic": CATEGORY_PUBLIC,
+    "Page_CategoryPublic_": {"items": [CATEGORY_PUBLIC], "next_cursor": None},
+    "HistoryPublic": {
+        "id": "0193a5f4-0a1b-7c2d-9e3f-4a5b6c7d8e9f",
+        "task_id": TASK_ID,
+        "action": "completed",
+        "changes": {
+            "completed": {"from": False, "to": True},
+            "completed_at": {"from": None, "to": "2026-05-30T10:00:00Z"},
+        },
+        "title": "Buy milk",
+        "occurred_at": "2026-05-30T10:00:00Z",
+    },
+    "DayStats": {"date": "2026-05-30", "created": 3, "completed": 1},
+    "WeeklyStats": {
+        "tz": "Europe/Paris",
+        "from": "2026-05-24",
+        "to": "2026-05-30",
+        "days": [{"date": day, "created": 0, "completed": 0} for day in WEEK]
+        + [{"date": "2026-05-30", "created": 3, "completed": 1}],
+        "created": 3,
+        "completed": 1,
+        "open": 2,
+        "overdue": 0,
+        "completion_rate": 0.3333,
+    },
+    "UserPublic": {
+        "id": "alice",
+        "email": "alice@example.com",
+        "name": "Alice",
+        "created_at": "2026-05-29T17:55:00Z",
+    },
+    "TokenCreate": {"name": "backup script", "scope": "read", "expires_at": "2026-08-30T00:00:00Z"},
+    "TokenPublic": TOKEN_PUBLIC,
+    "TokenCreated": TOKEN_PUBLIC | {"token": "todo_pat_Xy3kQ0d5mFh2...redacted"},
+    "Page_HistoryPublic_": {"items": [], "next_cursor": None},
+    "Page_TokenPublic_": {"items": [TOKEN_PUBLIC], "next_cursor": None},
+    "ProblemDetail": {
+        "type": "about:blank",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "No such resource.",
+        "code": "not_found",
+    },
+}
+"""One example per schema, shown for request bodies and responses alike; tests validate
+each against its model."""
+
+
+class TodoAPI(FastAPI):
+    """FastAPI, with the document finished once: problems under their media type, examples."""
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            document = document_problems(super().openapi())
+            for name, schema in document["components"]["schemas"].items():
+                if name in SCHEMA_EXAMPLES:
+                    schema["examples"] = [SCHEMA_EXAMPLES[name]]
+            self.openapi_schema = document
+        return self.openapi_schema

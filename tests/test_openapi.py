@@ -1,0 +1,88 @@
+"""The OpenAPI document clients are generated from: tags, descriptions, examples, errors."""
+
+from typing import Any
+
+import jsonschema_rs
+import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from backend import models
+from backend.errors import PROBLEM_JSON
+from backend.openapi import SCHEMA_EXAMPLES
+
+REQUEST_MODELS: list[type[BaseModel]] = [
+    models.TaskCreate,
+    models.TaskReplace,
+    models.TaskUpdate,
+    models.CategoryCreate,
+    models.CategoryUpdate,
+    models.TokenCreate,
+]
+
+
+@pytest.fixture(scope="module")
+def document(app: FastAPI) -> dict[str, Any]:
+    return app.openapi()
+
+
+def _operations(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (f"{method.upper()} {path}", operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    ]
+
+
+def test_every_operation_has_a_described_tag_a_summary_and_a_description(
+    document: dict[str, Any],
+) -> None:
+    described = {tag["name"] for tag in document["tags"] if tag["description"]}
+
+    for name, operation in _operations(document):
+        assert len(operation["tags"]) == 1, name
+        assert operation["tags"][0] in described, name
+        assert operation["summary"], name
+        assert operation["description"], name
+
+
+def test_operation_ids_are_the_route_names(document: dict[str, Any]) -> None:
+    ids = {operation["operationId"] for _, operation in _operations(document)}
+
+    assert {"list_tasks", "create_task", "complete_task", "weekly_stats", "get_me"} <= ids
+    assert all(identifier.replace("_", "").isalpha() for identifier in ids)
+
+
+def test_every_error_is_a_problem_document_with_an_example(document: dict[str, Any]) -> None:
+    for name, operation in _operations(document):
+        for status, response in operation["responses"].items():
+            if int(status) < 400:
+                continue
+            assert list(response["content"]) == [PROBLEM_JSON], (name, status)
+            content = response["content"][PROBLEM_JSON]
+            assert content["schema"] == {"$ref": "#/components/schemas/ProblemDetail"}
+            assert content["example"]["status"] == int(status), (name, status)
+
+
+def test_user_routes_document_their_errors(document: dict[str, Any]) -> None:
+    for name, operation in _operations(document):
+        if " /api/" in name:
+            assert {"401", "403", "404", "422", "503"} <= operation["responses"].keys(), name
+        if name.startswith(("PUT", "PATCH")) and "{" in name.rsplit("/", 1)[-1]:
+            assert "412" in operation["responses"], name
+
+
+def test_every_object_schema_has_a_valid_example(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+
+    for name, schema in schemas.items():
+        if schema.get("type") != "object":
+            continue
+        [example] = schema["examples"]
+        root = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+        jsonschema_rs.Draft202012Validator(root).validate(example)
+
+
+@pytest.mark.parametrize("model", REQUEST_MODELS, ids=lambda model: model.__name__)
+def test_request_examples_pass_the_models_own_validation(model: type[BaseModel]) -> None:
+    model.model_validate(SCHEMA_EXAMPLES[model.__name__])
