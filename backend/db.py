@@ -43,6 +43,16 @@ class UTCDateTime(TypeDecorator[datetime]):
         return super().result_processor(dialect, coltype)
 
 
+LIKE_ESCAPE = "/"
+
+
+def like_escape(text: str) -> str:
+    """`text` to match literally inside a LIKE pattern escaped with `LIKE_ESCAPE`."""
+    for special in (LIKE_ESCAPE, "%", "_"):
+        text = text.replace(special, LIKE_ESCAPE + special)
+    return text
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -135,8 +145,9 @@ def _apply_row_security(session: Session, _transaction: Any, connection: Connect
 
 def _set_local(connection: Connection, name: str, value: str) -> None:
     if connection.dialect.name == "postgresql":
-        connection.execute(
-            text("SELECT set_config(:name, :value, true)"), {"name": f"app.{name}", "value": value}
+        # Straight to the driver: one statement per transaction, nothing to compile.
+        connection.exec_driver_sql(
+            "SELECT set_config(%(name)s, %(value)s, true)", {"name": f"app.{name}", "value": value}
         )
 
 

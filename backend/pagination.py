@@ -7,25 +7,33 @@ import hashlib
 import hmac
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypeVar, cast
 from uuid import UUID
 
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from sqlalchemy import ColumnElement, and_, bindparam, or_, tuple_
+from sqlalchemy import ColumnElement, Row, and_, bindparam, or_, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql import Select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import Select, SelectOfScalar
 
 from backend.errors import InvalidInput
 from backend.models import Page
 
+OWNER, LIMIT, AFTER_VALUE, AFTER_ID = "owner_id", "page_limit", "after_value", "after_id"
+"""Names of the parameters a page query binds."""
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
 MAC_BYTES = 16
 
 Item = TypeVar("Item", bound=BaseModel)
+Listing = TypeVar("Listing", bound=Select[Any])
+
+
+def owned_by(column: Any) -> ColumnElement[bool]:
+    """`column` is the owner bound at execution: lists are built once and run for anyone."""
+    return cast(ColumnElement[bool], column == bindparam(OWNER))
 
 
 class CursorSigner:
@@ -94,6 +102,9 @@ class Keyset:
     adapter: TypeAdapter[Any]
     descending: bool = False
     nullable: bool = False
+    _paged: dict[tuple[int, bool | None], tuple[Any, Any]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def order_by(self) -> list[Any]:
         columns = [self.column, self.tiebreak]
@@ -102,17 +113,29 @@ class Keyset:
             ordered[0] = ordered[0].nulls_last()
         return ordered
 
-    def after(self, value: Any, tiebreak: Any) -> ColumnElement[bool]:
-        tiebreak_param = bindparam(None, tiebreak, type_=self.tiebreak.type)
-        beyond = (
-            self.tiebreak < tiebreak_param if self.descending else self.tiebreak > tiebreak_param
-        )
-        if value is None:
+    def after(self, *, null: bool) -> ColumnElement[bool]:
+        """Rows beyond the position bound as `after_value` and `after_id` (`null`: the
+        position's value is null, so only the nulls with a later id remain)."""
+        tiebreak = bindparam(AFTER_ID, type_=self.tiebreak.type)
+        beyond = self.tiebreak < tiebreak if self.descending else self.tiebreak > tiebreak
+        if null:
             return and_(self.column.is_(None), beyond)
         row = tuple_(self.column, self.tiebreak)
-        position = tuple_(bindparam(None, value, type_=self.column.type), tiebreak_param)
+        position = tuple_(bindparam(AFTER_VALUE, type_=self.column.type), tiebreak)
         later = row < position if self.descending else row > position
         return or_(later, self.column.is_(None)) if self.nullable else later
+
+    def paged(self, statement: Listing, *, resume: bool | None) -> Listing:
+        """`statement` in this order, resumed after a position (`resume` says whether its
+        value is null) or from the start, limited to the bound `limit`. Built once per
+        statement: building and keying a statement costs more than running it."""
+        key = (id(statement), resume)
+        cached = self._paged.get(key)
+        if cached is None or cached[0] is not statement:
+            paged = statement if resume is None else statement.where(self.after(null=resume))
+            paged = paged.order_by(*self.order_by()).limit(bindparam(LIMIT))
+            cached = self._paged[key] = (statement, paged)
+        return cached[1]
 
     def position_of(self, row: Any) -> list[Any]:
         values = [getattr(row, self.column.key), getattr(row, self.tiebreak.key)]
@@ -131,24 +154,31 @@ _UUIDS: TypeAdapter[UUID] = TypeAdapter(UUID)
 
 async def fetch_page(
     session: AsyncSession,
-    statement: SelectOfScalar[Any] | Select[Any],
+    statement: Listing,
     *,
     keyset: Keyset,
     page: PageRequest,
     owner: str,
     scope: str,
+    params: dict[str, Any] | None = None,
 ) -> tuple[Sequence[Any], str | None]:
-    """Run one page of `statement`, an owner-scoped select (of entities or of rows), in the
-    keyset's order."""
+    """One page of `statement` in the keyset's order, as plain rows.
+
+    `statement` is built once (a module constant, or one per combination of filters) with
+    its owner bound as `owner_id` (see `owned_by`) and its filter values bound by name;
+    this fills them in with `owner` and `params`.
+    """
     scope = f"{scope}:{keyset.name}"
+    values: dict[str, Any] = {**(params or {}), OWNER: owner, LIMIT: page.limit + 1}
+    resume = None
     if page.cursor is not None:
         value, tiebreak = keyset.parse(page.signer.decode(owner, scope, page.cursor))
-        statement = statement.where(keyset.after(value, tiebreak))
-    statement = statement.order_by(*keyset.order_by()).limit(page.limit + 1)
+        resume = value is None
+        values |= {AFTER_VALUE: value, AFTER_ID: tiebreak}
     # Rows through the session's connection: a page is read-only output, and plain rows
-    # skip the ORM's identity map and entity loading (most of a page query's cost).
+    # skip the ORM's identity map and entity loading.
     connection = await session.connection()
-    rows = (await connection.execute(statement)).all()
+    rows = (await connection.execute(keyset.paged(statement, resume=resume), values)).all()
     if len(rows) <= page.limit:
         return rows, None
     rows = rows[: page.limit]
@@ -157,7 +187,8 @@ async def fetch_page(
 
 def page_of(model: type[Item], rows: Sequence[object], next_cursor: str | None) -> Page[Item]:
     """The page object of `rows`, each shown as `model` (read from its attributes)."""
-    page = {"items": rows, "next_cursor": next_cursor}
+    items = [row._asdict() if isinstance(row, Row) else row for row in rows]  # cheaper to read
+    page = {"items": items, "next_cursor": next_cursor}
     return _page_adapter(model).validate_python(page, from_attributes=True)
 
 

@@ -14,7 +14,7 @@ from backend.conditions import UNCONDITIONAL, Precondition, write_once_current
 from backend.db import utcnow
 from backend.errors import Conflict, NotFound
 from backend.models import Category, CategoryCreate
-from backend.pagination import Keyset, PageRequest, fetch_page
+from backend.pagination import Keyset, PageRequest, fetch_page, owned_by
 from backend.tasks.service import uncategorize_tasks
 
 BY_NAME = Keyset(
@@ -46,11 +46,15 @@ async def get_category(
     return category
 
 
+_LISTED = select(Category).where(owned_by(Category.user_id))
+"""The caller's categories; the owner is bound per request."""
+
+
 async def list_categories(
     session: AsyncSession, *, user_id: str, page: PageRequest
 ) -> tuple[Sequence[Category], str | None]:
     return await fetch_page(
-        session, _owned(user_id), keyset=BY_NAME, page=page, owner=user_id, scope="categories"
+        session, _LISTED, keyset=BY_NAME, page=page, owner=user_id, scope="categories"
     )
 
 

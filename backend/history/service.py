@@ -1,18 +1,20 @@
 """History: the immutable audit log of every change to a task."""
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from pydantic import AwareDatetime, TypeAdapter
-from sqlmodel import select
+from sqlalchemy import ColumnElement, bindparam
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from backend.errors import NotFound
 from backend.models import HistoryAction, Task, TaskHistory
-from backend.pagination import Keyset, PageRequest, fetch_page
+from backend.pagination import Keyset, PageRequest, fetch_page, owned_by
 
 NEWEST_FIRST = Keyset(
     name="-occurred_at",
@@ -48,6 +50,21 @@ def record_change(
     )
 
 
+_FILTERS: dict[str, ColumnElement[bool]] = {
+    "task_id": col(TaskHistory.task_id) == bindparam("task_id"),
+    "action": col(TaskHistory.action) == bindparam("action"),
+    "since": col(TaskHistory.occurred_at) >= bindparam("since"),
+    "until": col(TaskHistory.occurred_at) < bindparam("until"),
+}
+
+
+@functools.cache
+def _listing(filters: frozenset[str]) -> SelectOfScalar[TaskHistory]:
+    """The caller's history with one combination of filters, built once; values are bound."""
+    listed = select(TaskHistory).where(owned_by(TaskHistory.user_id))
+    return listed.where(*(_FILTERS[name] for name in sorted(filters)))
+
+
 async def list_history(
     session: AsyncSession,
     *,
@@ -58,17 +75,24 @@ async def list_history(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> tuple[Sequence[TaskHistory], str | None]:
-    statement = _owned(user_id)
-    if task_id is not None:
-        statement = statement.where(TaskHistory.task_id == task_id)
-    if action is not None:
-        statement = statement.where(TaskHistory.action == action)
-    if since is not None:
-        statement = statement.where(TaskHistory.occurred_at >= since)
-    if until is not None:
-        statement = statement.where(TaskHistory.occurred_at < until)
+    chosen = {
+        name: value
+        for name, value in (
+            ("task_id", task_id),
+            ("action", action),
+            ("since", since),
+            ("until", until),
+        )
+        if value is not None
+    }
     return await fetch_page(
-        session, statement, keyset=NEWEST_FIRST, page=page, owner=user_id, scope="history"
+        session,
+        _listing(frozenset(chosen)),
+        keyset=NEWEST_FIRST,
+        page=page,
+        owner=user_id,
+        scope="history",
+        params=chosen,
     )
 
 

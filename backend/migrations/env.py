@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
-from backend import db, models  # noqa: F401  (registers every table on the metadata)
+from backend import db, models
 from backend.config import Settings
 
 config = context.config
@@ -18,12 +18,20 @@ def _settings() -> Settings:
     return Settings(database_url=url) if url else Settings()
 
 
+def _include_object(
+    item: object, name: str | None, kind: str, reflected: bool, _compare_to: object
+) -> bool:
+    """Leave the PostgreSQL-only indexes, which no model declares, out of autogenerate."""
+    return not (kind == "index" and reflected and name in models.POSTGRES_ONLY_INDEXES)
+
+
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=_include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,5 +1,6 @@
 """Tasks: every read and write of a user's tasks, each write with its history entry."""
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -8,14 +9,14 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, TypeAdapter
 from pydantic_core import to_jsonable_python
-from sqlalchemy import or_, update
+from sqlalchemy import ColumnElement, bindparam, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import Select, SelectOfScalar
 
 from backend.conditions import UNCONDITIONAL, Precondition, write_once_current
-from backend.db import utcnow
+from backend.db import LIKE_ESCAPE, like_escape, utcnow
 from backend.errors import InvalidInput, NotFound
 from backend.history.service import record_change
 from backend.models import (
@@ -27,7 +28,7 @@ from backend.models import (
     TaskHistory,
     TaskPublic,
 )
-from backend.pagination import Keyset, PageRequest, fetch_page
+from backend.pagination import Keyset, PageRequest, fetch_page, owned_by
 
 TaskSort = Literal[
     "created_at", "-created_at", "updated_at", "-updated_at", "due_at", "-due_at",
@@ -69,13 +70,29 @@ def _owned(user_id: str) -> SelectOfScalar[Task]:
     return select(Task).where(Task.user_id == user_id)
 
 
-def _owned_rows(user_id: str) -> Select[Any]:
-    """The caller's tasks as plain rows of what a list shows: cheaper than entities."""
-    return _ROWS.where(Task.user_id == user_id)
+_LISTED: Select[Any] = select(*(getattr(Task, name) for name in TaskPublic.model_fields)).where(
+    owned_by(Task.user_id)
+)
+"""The caller's tasks as plain rows of what a list shows; the owner is bound per request."""
+
+_FILTERS: dict[str, ColumnElement[bool]] = {
+    "completed": col(Task.completed) == bindparam("completed"),
+    "category_id": col(Task.category_id) == bindparam("category_id"),
+    "uncategorized": col(Task.category_id).is_(None),
+    "priority": col(Task.priority) == bindparam("priority"),
+    "due_before": col(Task.due_at) < bindparam("due_before"),
+    "due_after": col(Task.due_at) >= bindparam("due_after"),
+    "q": or_(
+        col(Task.title).icontains(bindparam("q"), escape=LIKE_ESCAPE),
+        col(Task.description).icontains(bindparam("q"), escape=LIKE_ESCAPE),
+    ),
+}
 
 
-_ROWS: Select[Any] = select(*(getattr(Task, name) for name in TaskPublic.model_fields))
-"""Built once: coercing a dozen columns costs more than the owner filter added to it."""
+@functools.cache
+def _listing(filters: frozenset[str]) -> Select[Any]:
+    """The list statement for one combination of filters, built once; values are bound."""
+    return _LISTED.where(*(_FILTERS[name] for name in sorted(filters)))
 
 
 async def get_task(
@@ -99,28 +116,29 @@ async def list_tasks(
     sort: TaskSort,
     page: PageRequest,
 ) -> tuple[Sequence[Task], str | None]:
-    statement = _owned_rows(user_id)
-    if filters.completed is not None:
-        statement = statement.where(Task.completed == filters.completed)
-    if filters.category_id == "none":
-        statement = statement.where(col(Task.category_id).is_(None))
-    elif filters.category_id is not None:
-        statement = statement.where(Task.category_id == filters.category_id)
-    if filters.priority is not None:
-        statement = statement.where(Task.priority == filters.priority)
-    if filters.due_before is not None:
-        statement = statement.where(col(Task.due_at) < filters.due_before)
-    if filters.due_after is not None:
-        statement = statement.where(col(Task.due_at) >= filters.due_after)
-    if filters.q is not None:
-        statement = statement.where(
-            or_(
-                col(Task.title).icontains(filters.q, autoescape=True),
-                col(Task.description).icontains(filters.q, autoescape=True),
-            )
+    chosen: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("completed", filters.completed),
+            ("priority", filters.priority),
+            ("due_before", filters.due_before),
+            ("due_after", filters.due_after),
+            ("q", None if filters.q is None else like_escape(filters.q)),
         )
+        if value is not None
+    }
+    if filters.category_id == "none":
+        chosen["uncategorized"] = None
+    elif filters.category_id is not None:
+        chosen["category_id"] = filters.category_id
     return await fetch_page(
-        session, statement, keyset=SORTS[sort], page=page, owner=user_id, scope="tasks"
+        session,
+        _listing(frozenset(chosen)),
+        keyset=SORTS[sort],
+        page=page,
+        owner=user_id,
+        scope="tasks",
+        params=chosen,
     )
 
 

@@ -16,7 +16,7 @@ from backend.auth import Claims, Scope
 from backend.db import scope_to, utcnow
 from backend.errors import Conflict, InvalidInput, InvalidToken, NotFound
 from backend.models import PersonalToken, TokenCreate, TokenScope
-from backend.pagination import Keyset, PageRequest, fetch_page
+from backend.pagination import Keyset, PageRequest, fetch_page, owned_by
 
 PAT_PREFIX = "todo_pat_"
 HINT_LENGTH = len(PAT_PREFIX) + 4
@@ -46,11 +46,15 @@ def _owned(user_id: str) -> SelectOfScalar[PersonalToken]:
     return select(PersonalToken).where(PersonalToken.user_id == user_id)
 
 
+_LISTED = select(PersonalToken).where(owned_by(PersonalToken.user_id))
+"""The caller's tokens; the owner is bound per request."""
+
+
 async def list_tokens(
     session: AsyncSession, *, user_id: str, page: PageRequest
 ) -> tuple[Sequence[PersonalToken], str | None]:
     return await fetch_page(
-        session, _owned(user_id), keyset=NEWEST_FIRST, page=page, owner=user_id, scope="tokens"
+        session, _LISTED, keyset=NEWEST_FIRST, page=page, owner=user_id, scope="tokens"
     )
 
 

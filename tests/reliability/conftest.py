@@ -41,6 +41,7 @@ SERVER_ENV = {
     "DB_POOL_TIMEOUT_SECONDS": "1",
     "DB_STATEMENT_TIMEOUT_MS": str(STATEMENT_TIMEOUT_MS),
     "REQUEST_DEADLINE_SECONDS": str(DEADLINE_SECONDS),
+    "RATE_LIMIT_ENABLED": "false",  # these suites send load on purpose; faults are the subject
 }
 
 

@@ -1,0 +1,47 @@
+"""PostgreSQL indexes for search and for `sort=-due_at`, so that a page costs the same at
+100 tasks as at 100,000.
+
+- `q` is a substring search (`lower(title|description) LIKE '%...%'`), which no b-tree
+  serves. A GIN index of trigrams (pg_trgm) finds the matching rows of one user directly;
+  btree_gin lets the same index carry `user_id`, so another user's rows are never read.
+- `-due_at` sorts nulls last, the opposite of what a backward scan of the ascending
+  `(user_id, due_at, id)` index yields; without its own index every page sorts them all.
+
+SQLite has neither trigrams nor `NULLS LAST` in an index; these exist on PostgreSQL only
+(`backend.models.POSTGRES_ONLY_INDEXES` keeps autogenerate from proposing to drop them).
+Both extensions are trusted in PostgreSQL 13+, so a database owner may create them.
+
+Revision ID: 5d4c3b2a1f0e
+Revises: 3e2f1a0b9c8d
+Create Date: 2026-11-22 08:40:00
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "5d4c3b2a1f0e"
+down_revision: str | None = "3e2f1a0b9c8d"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    if op.get_context().dialect.name != "postgresql":
+        return
+    op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    op.execute("CREATE EXTENSION IF NOT EXISTS btree_gin")
+    op.execute(
+        "CREATE INDEX ix_tasks_user_search ON tasks USING gin "
+        "(user_id, lower(title) gin_trgm_ops, lower(description) gin_trgm_ops)"
+    )
+    op.execute(
+        "CREATE INDEX ix_tasks_user_due_desc ON tasks (user_id, due_at DESC NULLS LAST, id DESC)"
+    )
+
+
+def downgrade() -> None:
+    if op.get_context().dialect.name != "postgresql":
+        return
+    op.execute("DROP INDEX ix_tasks_user_due_desc")
+    op.execute("DROP INDEX ix_tasks_user_search")
