@@ -273,7 +273,7 @@ class Task(TaskBase, Versioned, table=True):
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
-POSTGRES_ONLY_INDEXES = frozenset({"ix_tasks_user_search", "ix_tasks_user_due_desc"})
+POSTGRES_ONLY_INDEXES = frozenset({"ix_tasks_search", "ix_tasks_user_due_desc"})
 """Task indexes a migration creates on PostgreSQL only: trigram search and `-due_at`
 (SQLite has neither trigrams nor `NULLS LAST` in an index)."""
 

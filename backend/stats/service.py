@@ -1,16 +1,17 @@
 """Statistics: the week's activity, computed from the history so deleted tasks still count."""
 
-from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, func
+from sqlalchemy import ColumnElement, Executable, and_, bindparam, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.db import utcnow
+from backend.db import UTCDateTime, utcnow
 from backend.models import DayStats, HistoryAction, Task, TaskHistory, WeeklyStats
+from backend.pagination import OWNER, owned_by
 
 DAYS = 7
 
@@ -19,31 +20,41 @@ def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
 
 
-async def weekly_stats(session: AsyncSession, *, user_id: str, zone: ZoneInfo) -> WeeklyStats:
-    now = utcnow()
-    today = now.astimezone(zone).date()
-    days = [today - timedelta(days=offset) for offset in range(DAYS - 1, -1, -1)]
-    bounds = [_local_midnight(day, zone) for day in [*days, today + timedelta(days=1)]]
-
+def _week_statements() -> tuple[Executable, Executable]:
+    """Built once: the day bounds (`day0` ... `day7`), the owner and `now` are bound."""
+    bounds = [bindparam(f"day{i}", type_=UTCDateTime()) for i in range(DAYS + 1)]
     counts: list[ColumnElement[int]] = []
     for start, end in pairwise(bounds):
         in_day = and_(col(TaskHistory.occurred_at) >= start, col(TaskHistory.occurred_at) < end)
         for action in (HistoryAction.created, HistoryAction.completed):
             counts.append(func.count().filter(and_(in_day, col(TaskHistory.action) == action)))
     history = select(*counts).where(
-        TaskHistory.user_id == user_id,
+        owned_by(TaskHistory.user_id),
         col(TaskHistory.occurred_at) >= bounds[0],
         col(TaskHistory.occurred_at) < bounds[-1],
         col(TaskHistory.action).in_([HistoryAction.created, HistoryAction.completed]),
     )
-    totals: Sequence[int] = (await session.exec(history)).one()  # type: ignore[assignment]
-
+    now = bindparam("now", type_=UTCDateTime())
     overdue = and_(col(Task.due_at).is_not(None), col(Task.due_at) < now)
     current = select(func.count(), func.count().filter(overdue)).where(
-        Task.user_id == user_id,
-        col(Task.completed).is_(False),
+        owned_by(Task.user_id), col(Task.completed).is_(False)
     )
-    open_count, overdue_count = (await session.exec(current)).one()
+    return history, current
+
+
+_HISTORY, _CURRENT = _week_statements()
+
+
+async def weekly_stats(session: AsyncSession, *, user_id: str, zone: ZoneInfo) -> WeeklyStats:
+    now = utcnow()
+    today = now.astimezone(zone).date()
+    days = [today - timedelta(days=offset) for offset in range(DAYS - 1, -1, -1)]
+    bounds = [_local_midnight(day, zone) for day in [*days, today + timedelta(days=1)]]
+    params: dict[str, Any] = {f"day{i}": bound for i, bound in enumerate(bounds)}
+    params |= {OWNER: user_id, "now": now}
+    connection = await session.connection()
+    totals = (await connection.execute(_HISTORY, params)).one()
+    open_count, overdue_count = (await connection.execute(_CURRENT, params)).one()
 
     per_day = [
         DayStats(date=day, created=totals[2 * i], completed=totals[2 * i + 1])
