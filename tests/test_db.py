@@ -79,8 +79,8 @@ def test_limits_are_start_up_options_by_default() -> None:
 
     assert "prepare_threshold" not in params
     assert params["options"] == (
-        "-c timezone=UTC -c statement_timeout=5000 -c lock_timeout=2000 "
-        "-c idle_in_transaction_session_timeout=10000"
+        "-c timezone=UTC -c plan_cache_mode=force_custom_plan -c statement_timeout=5000 "
+        "-c lock_timeout=2000 -c idle_in_transaction_session_timeout=10000"
     )
 
 
@@ -102,6 +102,7 @@ def test_prepared_statements_off_moves_the_limits_into_each_transaction() -> Non
 
     assert sessions.kw["info"][db.TRANSACTION_LIMITS] == {
         "timezone": "UTC",
+        "plan_cache_mode": "force_custom_plan",
         "statement_timeout": "5000",
         "lock_timeout": "2000",
         "idle_in_transaction_session_timeout": "10000",
