@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         peaks = f"ceiling {ceiling.peak_rss_mb():.0f} MB, service {service.peak_rss_mb():.0f} MB"
         print(f"\npeak RSS: {peaks}")
         if not args.skip_scale:
-            _scale(service, users, tokens, seconds=max(1.0, args.duration / 2))
+            _scale(service, users, tokens, seconds=max(1, round(args.duration / 2)))
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
