@@ -2,12 +2,13 @@
 100 tasks as at 100,000.
 
 - `q` is a substring search (`title ILIKE '%...%' OR description ILIKE ...`, as
-  SQLAlchemy writes `icontains` for PostgreSQL), which no b-tree serves. A GIN index of trigrams (pg_trgm) finds the rows holding the text; the owner
-  filter then keeps the caller's. It is deliberately not owner-first: in a GIN index
-  (btree_gin) the owner's entry lists every row of the owner, and reading that list made
-  a search at 100,000 tasks 20 times slower than one at 100 (measured, see
-  specs/performance.md). A common word is found faster still by walking the owner's
-  `created_at` index, which the planner prefers when it expects many matches.
+  SQLAlchemy writes `icontains` for PostgreSQL), which no b-tree serves. A GIN index of
+  trigrams (pg_trgm) finds the rows holding the text; the owner filter then keeps the
+  caller's. It is deliberately not owner-first: in a GIN index (btree_gin) the owner's
+  entry lists every row of the owner, and reading that list made a search at 100,000
+  tasks 20 times slower than one at 100. Under row-level security PostgreSQL applies
+  `ILIKE` (not leakproof) only after the policy and cannot use this index; roles that
+  bypass row security can (see specs/performance.md).
 - `-due_at` sorts nulls last, the opposite of what a backward scan of the ascending
   `(user_id, due_at, id)` index yields; without its own index every page sorts them all.
 
