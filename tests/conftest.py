@@ -2,6 +2,7 @@
 an app per test, tokens, and factories that go through the API."""
 
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -132,6 +133,14 @@ def client(app: FastAPI, db: Session) -> Iterator[TestClient]:
     app.state.known_users.clear()  # the tables are emptied between tests
     with TestClient(app) as client:
         yield client
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now, for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def make_token(subject: Any = "alice", *, secret: str = SECRET, **claims: Any) -> str:

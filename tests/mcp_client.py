@@ -1,7 +1,6 @@
 """A live server for the MCP tests, and the official SDK client to call it with."""
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,21 +17,14 @@ from sqlalchemy import Engine
 
 from backend.config import Settings
 from backend.main import create_app
-from tests.conftest import make_token
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+from tests.conftest import free_port, make_token
 
 
 @pytest.fixture(scope="module")
 def live_app(settings: Settings, engine: Engine) -> Iterator[tuple[FastAPI, str]]:
     """An app served by uvicorn in a thread, on the test database; its base URL."""
     app = create_app(settings)
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

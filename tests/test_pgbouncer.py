@@ -4,7 +4,6 @@
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from backend import db
 from backend.config import Settings
 from backend.main import create_app
 from backend.models import Task
-from tests.conftest import AuthFactory
+from tests.conftest import AuthFactory, free_port
 
 SERVER_CONNECTIONS = 2
 APP_CONNECTIONS = 4
@@ -31,13 +30,6 @@ connections take turns on the same server connection, as on a busy managed poole
 USERS = [f"pooled-{index}" for index in range(6)]
 ROUNDS = 8
 """More than psycopg's default prepare threshold (5): the same statements would be prepared."""
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +42,7 @@ def pgbouncer(
     if not Path(binary).exists():
         pytest.fail("pgbouncer is not installed: apt-get install -y pgbouncer (.ci/run does)")
     target = make_url(settings.database_url)
-    port = _free_port()
+    port = free_port()
     folder = tmp_path_factory.mktemp("pgbouncer")
     folder.chmod(0o755)  # readable by `nobody`, whom PgBouncer becomes when started as root
     server = " ".join(

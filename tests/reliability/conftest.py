@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import pytest
 
 from backend import migrate
 from backend.config import Settings
-from tests.conftest import SECRET, make_token
+from tests.conftest import SECRET, free_port, make_token
 
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 DATABASE = "todo_reliability"
@@ -67,13 +66,6 @@ def _postgres_run() -> bool:
 if find_pg_bin() is None and not _postgres_run():
     # The SQLite run collects these only where they can run; the PostgreSQL run fails.
     collect_ignore_glob = ["test_*.py"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
