@@ -48,6 +48,8 @@ DETAILS = (
 )  # fmt: skip
 PRIORITY_WEIGHTS = {Priority.none: 4, Priority.low: 3, Priority.medium: 2, Priority.high: 1}
 
+_TASKS = Task.metadata.tables[str(Task.__tablename__)]
+
 Progress = Callable[[int], None]
 """Told how many more tasks are stored, after each batch."""
 
@@ -153,7 +155,8 @@ async def seed(
             await session.commit()
             category_ids = [category["id"] for category in categories]
             for rows in task_rows(user_id, tasks_per_user, category_ids, rng=rng, now=now):
-                await session.exec(insert(Task), params=rows.tasks)
+                # The table, not the entity: the ORM would reset every version to 1.
+                await session.exec(insert(_TASKS), params=rows.tasks)
                 await session.exec(insert(TaskHistory), params=rows.history)
                 await session.commit()
                 if progress is not None:
