@@ -75,12 +75,15 @@ def pgbouncer(
         process = subprocess.Popen(command, stdout=output, stderr=output)  # noqa: S603
     url = target.set(host="127.0.0.1", port=port, password=None)
     plain = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    try:
-        _wait_until_up(plain, process, log)
-        yield url.render_as_string(hide_password=False)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with pytest.MonkeyPatch.context() as environment:
+        # libpq sends PGOPTIONS as start-up options, which the pooler refuses.
+        environment.delenv("PGOPTIONS", raising=False)
+        try:
+            _wait_until_up(plain, process, log)
+            yield url.render_as_string(hide_password=False)
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
 
 
 def _wait_until_up(url: str, process: "subprocess.Popen[bytes]", log: Path) -> None:
