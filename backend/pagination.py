@@ -23,6 +23,7 @@ from backend.models import Page
 
 OWNER, LIMIT, AFTER_VALUE, AFTER_ID = "owner_id", "page_limit", "after_value", "after_id"
 """Names of the parameters a page query binds."""
+PAGED_CACHE_SIZE = 1024
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
 MAC_BYTES = 16
@@ -132,6 +133,8 @@ class Keyset:
         key = (id(statement), resume)
         cached = self._paged.get(key)
         if cached is None or cached[0] is not statement:
+            if len(self._paged) >= PAGED_CACHE_SIZE:
+                self._paged.clear()  # only reached if a caller builds statements per request
             paged = statement if resume is None else statement.where(self.after(null=resume))
             paged = paged.order_by(*self.order_by()).limit(bindparam(LIMIT))
             cached = self._paged[key] = (statement, paged)
