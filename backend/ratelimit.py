@@ -6,8 +6,8 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import coredis
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.errors import StorageError
@@ -15,6 +15,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.config import Settings
 from backend.errors import RateLimited, problem
+
+if TYPE_CHECKING:
+    import coredis
 
 logger = logging.getLogger("todo_api")
 
@@ -84,8 +87,10 @@ class RateLimiter:
         self.shared: Storage | None = None
         self._redis_pool: coredis.ConnectionPool | None = None
         if settings.redis_url is not None:
+            from coredis import ConnectionPool  # 13 MB: loaded only where Redis is set up
+
             timeout = settings.redis_timeout_seconds
-            self._redis_pool = coredis.ConnectionPool.from_url(
+            self._redis_pool = ConnectionPool.from_url(
                 settings.redis_url, connect_timeout=timeout, stream_timeout=timeout
             )
             self.shared = RedisStorage(
