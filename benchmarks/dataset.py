@@ -33,6 +33,33 @@ class Dataset:
     service_dsn: str  # the service connects with this (a plain role)
 
 
+def refresh(dataset: Dataset, size: int) -> None:
+    """Seed the throughput table's user again: each run's writes (created tasks, renames,
+    toggles and their history) would otherwise pile up and slow later runs' weekly stats."""
+    user_id = user_for(size)
+    with psycopg.connect(dataset.admin_dsn, autocommit=True) as connection:
+        for table, owner in OWNED_TABLES:
+            connection.execute(
+                sql.SQL("DELETE FROM {} WHERE {} = %s").format(
+                    sql.Identifier(table), sql.Identifier(owner)
+                ),
+                (user_id,),
+            )
+    asyncio.run(_seed(dataset.admin_dsn, size))
+    with psycopg.connect(dataset.admin_dsn, autocommit=True) as connection:
+        connection.execute("VACUUM ANALYZE tasks, task_history")
+
+
+OWNED_TABLES = (
+    ("idempotency_keys", "user_id"),
+    ("personal_tokens", "user_id"),
+    ("task_history", "user_id"),
+    ("tasks", "user_id"),
+    ("categories", "user_id"),
+    ("users", "id"),
+)
+
+
 def prepare(server: str, database: str, *, sizes: tuple[int, ...], reseed: bool) -> Dataset:
     """Create (or reuse) `database` on `server` (a postgresql:// URL without a path)."""
     admin = f"{server}/{database}"

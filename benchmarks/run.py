@@ -154,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     connections = [int(c) for c in args.connections.split(",")]
     os.environ |= {"JWT_SECRET": SECRET, "SECRET_KEY": SECRET}
     data = dataset.prepare(args.server, args.database, sizes=dataset.SIZES, reseed=args.reseed)
+    dataset.refresh(data, args.size)  # earlier runs' writes would weigh on this one
     users = {size: dataset.user_data(data.admin_dsn, size) for size in dataset.SIZES}
     now = int(time.time())
     tokens = {
