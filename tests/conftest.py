@@ -12,6 +12,7 @@ import jwt
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import AliasChoices
 from sqlalchemy import Engine, create_engine, text
 from sqlmodel import Session
 
@@ -20,6 +21,23 @@ from backend.config import Settings
 from backend.main import create_app
 
 SECRET = "test-secret-that-is-long-enough-for-hs256!"
+
+
+def _settings_variables() -> set[str]:
+    """Every environment variable that Settings reads (field names and their aliases)."""
+    names = set()
+    for name, field in Settings.model_fields.items():
+        names.add(name.upper())
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(choice for choice in alias.choices if isinstance(choice, str))
+    return names
+
+
+# The suite is hermetic: a JWT_SECRET, JWKS_URL or REDIS_URL exported in the shell that runs
+# it must not change what the tests' apps do (each test that wants a setting says so).
+for _name in _settings_variables():
+    os.environ.pop(_name, None)
 
 # Rate limits stay on in every suite (each request passes through the limiter), far above
 # what the suites send from their one client address; tests/test_rate_limits.py sets its own.
