@@ -1,4 +1,4 @@
-"""The dependencies every user route shares: the session, the caller, the owner guard."""
+"""The dependencies every user route shares: the session, the owner guard, the caller."""
 
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -16,6 +16,8 @@ from backend.tokens.service import PAT_PREFIX, verify_personal_token
 from backend.users.service import KnownUsers, ensure_user
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CALLER = "todo_api.caller"
+"""Scope key: the claims the owner guard accepted for this request."""
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -26,13 +28,28 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-async def current_claims(
+async def require_owner(
     request: Request,
+    user_id: str,
     session: SessionDep,
     _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> Claims:
-    """The verified caller: a personal access token by its prefix, else a JWT."""
-    return await authenticate(request, session)
+) -> None:
+    """The guard of every `/api/{user_id}` route, on the router: verify the one bearer
+    token, count the request against its subject's rate budget before any other work, then
+    let it act only for the path's `{user_id}` (the subject, byte for byte), within the
+    token's scope (reads for `read`, anything else `write`).
+
+    One dependency, not a chain of them: FastAPI solves a dependency's whole sub-tree at
+    every place it is declared, cached or not, so the routes read what the guard accepted
+    through `OwnerId` and `CallerDep`, which have none (specs/performance.md).
+    """
+    claims = await authenticate(request, session)
+    await limit_caller(request, claims)
+    if claims.subject != user_id:
+        raise Forbidden
+    needed: Scope = "read" if request.method in READ_METHODS else "write"
+    await act_for(session, claims=claims, needed=needed, known=request.app.state.known_users)
+    request.scope[CALLER] = claims
 
 
 async def authenticate(request: Request, session: AsyncSession) -> Claims:
@@ -44,12 +61,9 @@ async def authenticate(request: Request, session: AsyncSession) -> Claims:
     return await verifier.verify(token)
 
 
-ClaimsDep = Annotated[Claims, Depends(current_claims)]
-
-
-async def limit_caller(request: Request, claims: ClaimsDep) -> None:
-    """Count the request against its token subject's budget, before any other work; 429
-    past it. The verdict joins the address's for the `RateLimit` headers."""
+async def limit_caller(request: Request, claims: Claims) -> None:
+    """Count the request against its token subject's budget; 429 past it. The verdict
+    joins the address's for the `RateLimit` headers."""
     limiter: RateLimiter | None = request.app.state.rate_limiter
     if limiter is None:
         return
@@ -57,17 +71,6 @@ async def limit_caller(request: Request, claims: ClaimsDep) -> None:
     request.scope.setdefault(VERDICTS, []).append(verdict)
     if not verdict.allowed:
         raise RateLimited(verdict.reset_seconds)
-
-
-async def require_owner(
-    user_id: str, claims: ClaimsDep, session: SessionDep, request: Request
-) -> str:
-    """The path's `{user_id}`, once it is known to be the token's subject, byte for byte,
-    and the token's scope allows the request (reads for `read`, anything else `write`)."""
-    if claims.subject != user_id:
-        raise Forbidden
-    needed: Scope = "read" if request.method in READ_METHODS else "write"
-    return await act_for(session, claims=claims, needed=needed, known=request.app.state.known_users)
 
 
 async def act_for(
@@ -82,10 +85,27 @@ async def act_for(
     return claims.subject
 
 
-OwnerId = Annotated[str, Depends(require_owner)]
+async def caller(request: Request) -> Claims:
+    """The claims `require_owner` accepted; refused (403) where no guard ran, so that a
+    route mounted outside the guarded router fails closed."""
+    claims: Claims | None = request.scope.get(CALLER)
+    if claims is None:
+        raise Forbidden
+    return claims
 
 
-async def require_session_token(claims: ClaimsDep) -> None:
+CallerDep = Annotated[Claims, Depends(caller)]
+
+
+async def owner_id(request: Request) -> str:
+    return (await caller(request)).subject
+
+
+OwnerId = Annotated[str, Depends(owner_id)]
+"""The path's `{user_id}`, checked by the router's guard."""
+
+
+async def require_session_token(claims: CallerDep) -> None:
     """Token management needs the user's own sign-in token, not a personal access token."""
     if "tokens" not in claims.scopes:
         raise InsufficientScope("tokens", "Personal access tokens cannot manage tokens.")

@@ -16,7 +16,7 @@ from sqlmodel import select
 from backend import auth, db
 from backend.categories.routes import router as categories_router
 from backend.config import Settings, get_settings
-from backend.deps import SessionDep, limit_caller, require_owner
+from backend.deps import SessionDep, require_owner
 from backend.errors import PROBLEM_RESPONSES, DatabaseUnavailable, install_error_handlers
 from backend.history.routes import router as history_router
 from backend.idempotency.guard import RecordIdempotentResponses, Replay, replay
@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     user_routes = APIRouter(
         prefix="/api/{user_id}",
-        dependencies=[Depends(limit_caller), Depends(require_owner)],
+        dependencies=[Depends(require_owner)],
         responses=PROBLEM_RESPONSES,
     )
     for router in (

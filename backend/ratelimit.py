@@ -166,7 +166,7 @@ def rate_limit_headers(verdicts: list[Verdict]) -> list[tuple[bytes, bytes]]:
 class LimitRate:
     """Count each request against its client address before anything else runs (429 past
     the budget), and put the headers of every budget the request used on its response:
-    the address's, and the subject's that `limit_caller` adds after authentication.
+    the address's, and the subject's that the owner guard adds after authentication.
     """
 
     def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:

@@ -6,11 +6,14 @@ from typing import Any
 
 import httpx2
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlmodel import Session, select
 
 from backend.config import Settings
+from backend.deps import OwnerId
+from backend.errors import install_error_handlers
 from backend.main import create_app
 from backend.models import User
 from tests.conftest import SECRET, AuthFactory, assert_problem, make_token
@@ -345,3 +348,18 @@ def test_later_token_with_changed_email_updates_user(
     assert second.json()["email"] == "new@example.com"
     user = db.exec(select(User)).one()
     assert (user.id, user.email, user.name) == ("alice", "new@example.com", "Alice")
+
+
+def test_owner_id_outside_the_guarded_router_fails_closed() -> None:
+    # Inside it, security cases 18 and 24 show every user route guarded.
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/unguarded/{user_id}")
+    async def unguarded(user_id: OwnerId) -> str:
+        return user_id
+
+    with TestClient(app) as client:
+        response = client.get("/unguarded/alice")
+
+    assert_problem(response, 403, "forbidden")
