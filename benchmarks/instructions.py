@@ -1,0 +1,133 @@
+"""Instructions per request, counted by callgrind: the service against the raw ceiling.
+
+    apt-get install valgrind
+    .venv/bin/python -m benchmarks.instructions                      # ~3 minutes
+    .venv/bin/python -m benchmarks.instructions --query "completed=false&sort=due_at"
+
+Requests per second and CPU time move by a quarter between runs on a shared machine; the
+instructions a request executes do not, so a change to the request path is judged here
+before `benchmarks.run` (specs/performance.md). Each app, the service (as a role subject to
+row-level security) and `benchmarks.ceiling`, is called in process as an ASGI app, with no
+HTTP server and no load generator, under callgrind, twice: with a few requests and with
+`--requests` more. The difference over `--requests` is one list request's instructions;
+start-up and imports cancel out. Both runs of an app go side by side, one per core.
+"""
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+from starlette.types import Message
+
+from backend.auth import issue_token
+from backend.config import Settings
+from benchmarks import dataset
+
+SECRET = "benchmark-secret-not-for-production-0123456789"
+WARM_UP = 20
+APPS = ("ceiling", "service")
+REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+
+
+async def _serve(app_name: str, path: str, query: str, requests: int) -> None:
+    """The worker: `requests` list requests through the app, after its start-up."""
+    if app_name == "ceiling":
+        from benchmarks.ceiling import app
+    else:
+        from backend.main import create_app
+
+        app = create_app(Settings())
+    user_id = path.split("/")[2]
+    token = issue_token(Settings(), user_id, ttl_seconds=3600, now=int(time.time()))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"bench"), (b"authorization", f"Bearer {token}".encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("bench", 80),
+    }
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] != 200:
+            raise SystemExit(f"{app_name} answered {message['status']}")
+
+    async with app.router.lifespan_context(app):
+        for _ in range(requests):
+            await app({**scope, "state": {}}, receive, send)
+
+
+def _count(
+    app_name: str, requests: int, args: argparse.Namespace, env: dict[str, str]
+) -> "subprocess.Popen[str]":
+    command = [
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+        sys.executable, "-m", "benchmarks.instructions", "--worker", app_name,
+        "--requests", str(requests), "--path", args.path, "--query", args.query,
+    ]  # fmt: skip
+    return subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _refs(process: "subprocess.Popen[str]") -> int:
+    _, errors = process.communicate()
+    found = REFS.search(errors)
+    if process.returncode != 0 or found is None:
+        raise SystemExit(f"callgrind run failed:\n{errors[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432")
+    parser.add_argument("--database", default="todo_bench")
+    parser.add_argument("--size", type=int, default=1_000, help="tasks of the listed user")
+    parser.add_argument("--requests", type=int, default=150)
+    parser.add_argument("--query", default="limit=20")
+    parser.add_argument("--path", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=APPS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        asyncio.run(_serve(args.worker, args.path, args.query, args.requests))
+        return
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is missing: apt-get install valgrind")
+    data = dataset.prepare(args.server, args.database, sizes=(args.size,), reseed=False)
+    args.path = f"/api/{dataset.user_for(args.size)}/tasks"
+    env = os.environ | {
+        "JWT_SECRET": SECRET,
+        "BENCH_DSN": data.admin_dsn,
+        "DATABASE_URL": data.service_dsn,
+        "RATE_LIMIT_USER": "1000000000/minute",
+        "RATE_LIMIT_IP": "1000000000/minute",
+    }
+    print(f"GET {args.path}?{args.query}; {args.requests} requests an app under callgrind")
+    per_request = {}
+    for app_name in APPS:
+        few, many = (_count(app_name, n, args, env) for n in (WARM_UP, WARM_UP + args.requests))
+        per_request[app_name] = (_refs(many) - _refs(few)) / args.requests
+    print(f"{'app':<8} {'M instructions a request':>25} {'ratio':>6}")
+    for app_name in APPS:
+        ratio = per_request["ceiling"] / per_request[app_name]
+        print(f"{app_name:<8} {per_request[app_name] / 1e6:>25.2f} {ratio:>6.2f}")
+
+
+if __name__ == "__main__":
+    main()
