@@ -99,11 +99,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(CatchUnexpected)
     app.add_middleware(Observe, metrics=app.state.metrics)  # sees every answer of the app
 
-    user_routes = APIRouter(
-        prefix="/api/{user_id}",
-        dependencies=[Depends(require_owner)],
-        responses=PROBLEM_RESPONSES,
-    )
+    # Each domain router straight onto the app, behind the guard: FastAPI walks a nested
+    # router's candidates on every request, and one level less saved 2% of a task list's
+    # instructions, 11% of `/me`'s (specs/performance.md). Tasks first: routes are tried
+    # in order.
     for router in (
         tasks_router,
         categories_router,
@@ -112,8 +111,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         users_router,
         tokens_router,
     ):
-        user_routes.include_router(router)
-    app.include_router(user_routes)
+        app.include_router(
+            router,
+            prefix="/api/{user_id}",
+            dependencies=[Depends(require_owner)],
+            responses=PROBLEM_RESPONSES,
+        )
     app.include_router(health_router)
     mount_mcp(app, settings)
     app.include_router(metrics_router)

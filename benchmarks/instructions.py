@@ -1,16 +1,19 @@
 """Instructions per request, counted by callgrind: the service against the raw ceiling.
 
     apt-get install valgrind
-    .venv/bin/python -m benchmarks.instructions                      # ~3 minutes
+    .venv/bin/python -m benchmarks.instructions                      # ~4 minutes
     .venv/bin/python -m benchmarks.instructions --query "completed=false&sort=due_at"
+    .venv/bin/python -m benchmarks.instructions --route stats/weekly --query ""
 
 Requests per second and CPU time move by a quarter between runs on a shared machine; the
 instructions a request executes do not, so a change to the request path is judged here
 before `benchmarks.run` (specs/performance.md). Each app, the service (as a role subject to
 row-level security) and `benchmarks.ceiling`, is called in process as an ASGI app, with no
 HTTP server and no load generator, under callgrind, twice: with a few requests and with
-`--requests` more. The difference over `--requests` is one list request's instructions;
-start-up and imports cancel out. Both runs of an app go side by side, one per core.
+`--requests` more. The difference over `--requests` is one request's instructions;
+start-up and imports cancel out. The ceiling always serves its list page; `--route` and
+`--query` choose the service's GET request (a list page by default). Both runs of an app
+go side by side, one per core.
 """
 
 import argparse
@@ -30,6 +33,7 @@ from benchmarks import dataset
 
 SECRET = "benchmark-secret-not-for-production-0123456789"
 WARM_UP = 20
+LIST_QUERY = "limit=20"
 APPS = ("ceiling", "service")
 REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
@@ -72,12 +76,13 @@ async def _serve(app_name: str, path: str, query: str, requests: int) -> None:
 
 
 def _count(
-    app_name: str, requests: int, args: argparse.Namespace, env: dict[str, str]
+    app_name: str, requests: int, target: tuple[str, str], env: dict[str, str]
 ) -> "subprocess.Popen[str]":
+    path, query = target
     command = [
         "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
         sys.executable, "-m", "benchmarks.instructions", "--worker", app_name,
-        "--requests", str(requests), "--path", args.path, "--query", args.query,
+        "--requests", str(requests), "--path", path, "--query", query,
     ]  # fmt: skip
     return subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -100,7 +105,8 @@ def main() -> None:
     parser.add_argument("--database", default="todo_bench")
     parser.add_argument("--size", type=int, default=1_000, help="tasks of the listed user")
     parser.add_argument("--requests", type=int, default=150)
-    parser.add_argument("--query", default="limit=20")
+    parser.add_argument("--route", default="tasks", help="the service's path after /api/{user}/")
+    parser.add_argument("--query", default=LIST_QUERY)
     parser.add_argument("--path", default="", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=APPS, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -110,7 +116,11 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is missing: apt-get install valgrind")
     data = dataset.prepare(args.server, args.database, sizes=(args.size,), reseed=False)
-    args.path = f"/api/{dataset.user_for(args.size)}/tasks"
+    prefix = f"/api/{dataset.user_for(args.size)}"
+    targets = {
+        "ceiling": (f"{prefix}/tasks", LIST_QUERY),
+        "service": (f"{prefix}/{args.route}", args.query),
+    }
     env = os.environ | {
         "JWT_SECRET": SECRET,
         "BENCH_DSN": data.admin_dsn,
@@ -118,10 +128,13 @@ def main() -> None:
         "RATE_LIMIT_USER": "1000000000/minute",
         "RATE_LIMIT_IP": "1000000000/minute",
     }
-    print(f"GET {args.path}?{args.query}; {args.requests} requests an app under callgrind")
+    for app_name, (path, query) in targets.items():
+        print(f"{app_name}: GET {path}?{query}, {args.requests} requests under callgrind")
     per_request = {}
     for app_name in APPS:
-        few, many = (_count(app_name, n, args, env) for n in (WARM_UP, WARM_UP + args.requests))
+        few, many = (
+            _count(app_name, n, targets[app_name], env) for n in (WARM_UP, WARM_UP + args.requests)
+        )
         per_request[app_name] = (_refs(many) - _refs(few)) / args.requests
     print(f"{'app':<8} {'M instructions a request':>25} {'ratio':>6}")
     for app_name in APPS:
