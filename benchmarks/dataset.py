@@ -100,6 +100,27 @@ def prepare(server: str, database: str, *, sizes: tuple[int, ...], reseed: bool)
     return Dataset(admin_dsn=admin, service_dsn=service_url(admin))
 
 
+SECRET = "benchmark-secret-not-for-production-0123456789"
+"""Signs the benchmarks' tokens and cursors; both servers verify with it."""
+
+
+def service_env(dataset: Dataset) -> dict[str, str]:
+    """The service as deployed, as the row-security role. Limits stay on, and cost what
+    they cost, but never refuse the load."""
+    return {
+        "DATABASE_URL": dataset.service_dsn,
+        "JWT_SECRET": SECRET,
+        "SECRET_KEY": SECRET,
+        "RATE_LIMIT_USER": "1000000000/minute",
+        "RATE_LIMIT_IP": "1000000000/minute",
+    }
+
+
+def ceiling_env(dataset: Dataset) -> dict[str, str]:
+    """The raw ceiling, as the superuser (no row-level security)."""
+    return {"BENCH_DSN": dataset.admin_dsn, "JWT_SECRET": SECRET}
+
+
 def service_url(admin_url: str) -> str:
     """The benchmark database as the service's role (row-level security applies to it)."""
     url = make_url(admin_url).set(username=SERVICE_ROLE, password=None)

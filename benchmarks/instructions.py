@@ -31,7 +31,6 @@ from backend.auth import issue_token
 from backend.config import Settings
 from benchmarks import dataset
 
-SECRET = "benchmark-secret-not-for-production-0123456789"
 WARM_UP = 20
 LIST_QUERY = "limit=20"
 APPS = ("ceiling", "service")
@@ -39,7 +38,7 @@ REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
 async def _serve(app_name: str, path: str, query: str, requests: int) -> None:
-    """The worker: `requests` list requests through the app, after its start-up."""
+    """The worker: `requests` GET requests through the app, after its start-up."""
     if app_name == "ceiling":
         from benchmarks.ceiling import app
     else:
@@ -121,13 +120,7 @@ def main() -> None:
         "ceiling": (f"{prefix}/tasks", LIST_QUERY),
         "service": (f"{prefix}/{args.route}", args.query),
     }
-    env = os.environ | {
-        "JWT_SECRET": SECRET,
-        "BENCH_DSN": data.admin_dsn,
-        "DATABASE_URL": data.service_dsn,
-        "RATE_LIMIT_USER": "1000000000/minute",
-        "RATE_LIMIT_IP": "1000000000/minute",
-    }
+    env = os.environ | dataset.ceiling_env(data) | dataset.service_env(data)
     for app_name, (path, query) in targets.items():
         print(f"{app_name}: GET {path}?{query}, {args.requests} requests under callgrind")
     per_request = {}

@@ -34,7 +34,6 @@ from benchmarks.scenarios import LIMIT, Request, scale_queries, throughput
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).parent / "wrk" / "requests.lua"
-SECRET = "benchmark-secret-not-for-production-0123456789"
 
 
 @dataclass
@@ -152,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install wrk")
     connections = [int(c) for c in args.connections.split(",")]
-    os.environ |= {"JWT_SECRET": SECRET, "SECRET_KEY": SECRET}
+    os.environ |= {"JWT_SECRET": dataset.SECRET, "SECRET_KEY": dataset.SECRET}
     data = dataset.prepare(args.server, args.database, sizes=dataset.SIZES, reseed=args.reseed)
     dataset.refresh(data, args.size)  # earlier runs' writes would weigh on this one
     users = {size: dataset.user_data(data.admin_dsn, size) for size in dataset.SIZES}
@@ -162,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for size in dataset.SIZES
     }
     user, token = users[args.size], tokens[args.size]
-    scenarios = throughput(user, CursorSigner(SECRET))
+    scenarios = throughput(user, CursorSigner(dataset.SECRET))
     if args.only:
         wanted = args.only.split(",")
         scenarios = [s for s in scenarios if any(part in s.name for part in wanted)]
@@ -175,15 +174,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         str(Path(sys.executable).parent / "todo-api"), "serve", "--no-migrate",
         "--port", "{port}", "--workers", str(args.workers),
     ]  # fmt: skip
-    service_env = {
-        "DATABASE_URL": data.service_dsn,
-        "JWT_SECRET": SECRET,
-        "SECRET_KEY": SECRET,
-        # Limits stay on, and cost what they cost, but never refuse the load generator.
-        "RATE_LIMIT_USER": "1000000000/minute",
-        "RATE_LIMIT_IP": "1000000000/minute",
-    }
-    ceiling_env = {"BENCH_DSN": data.admin_dsn, "JWT_SECRET": SECRET}
+    service_env, ceiling_env = dataset.service_env(data), dataset.ceiling_env(data)
 
     print(f"\nwrk: 1 thread, {args.duration:g} s a run; user of {args.size:,} tasks; logs: {logs}")
     with (
