@@ -4,13 +4,15 @@ No database code here: personal access tokens are looked up by `backend.tokens`.
 """
 
 import binascii
+import hashlib
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import jwt
+from cachetools import TLRUCache
 from fastapi import Request
 from fastapi.security import HTTPBearer
 from jwt import PyJWK
@@ -38,6 +40,9 @@ class Claims:
     email: str | None = None
     name: str | None = None
     scopes: frozenset[Scope] = field(default=FULL_ACCESS)
+    accepted_until: float | None = None
+    """When the claim policy stops accepting the token (Unix time); None for tokens that
+    are looked up at every use (personal access tokens)."""
 
 
 class TokenVerifier(Protocol):
@@ -97,6 +102,10 @@ class ClaimPolicy:
             raise InvalidToken("The token's lifetime is longer than this service accepts.")
         if self.max_age is not None and time.time() - issued_at > self.max_age + self.leeway:
             raise InvalidToken("The token was issued too long ago.")
+        # PyJWT accepts a token until `exp` + leeway; `max_age` may end that sooner.
+        accepted_until = payload["exp"] + self.leeway
+        if self.max_age is not None:
+            accepted_until = min(accepted_until, issued_at + self.max_age + self.leeway)
         subject = payload.get("sub")
         if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT_LENGTH:
             raise InvalidToken
@@ -104,6 +113,7 @@ class ClaimPolicy:
             subject=subject,
             email=_optional_text(payload.get("email"), 320),
             name=_optional_text(payload.get("name"), 255),
+            accepted_until=accepted_until,
         )
 
 
@@ -156,6 +166,43 @@ class JwksVerifier:
         return self._policy.decode(token, keys[-1], [algorithm])
 
 
+class RememberingVerifier:
+    """Another verifier's acceptances, remembered: a client sends the same token with every
+    request until it expires, and checking its signature and claims again (PyJWT) is a
+    tenth of a list request's work (specs/performance.md).
+
+    A token is remembered under its SHA-256 digest until the claim policy would stop
+    accepting it, and never longer than `seconds`, so that a key the issuer withdraws (JWKS)
+    stops working within that bound too. Refusals are not remembered: each bad token is
+    checked in full. At most `size` tokens, the least recently used forgotten first.
+    """
+
+    def __init__(
+        self,
+        inner: TokenVerifier,
+        *,
+        seconds: float,
+        size: int = 4096,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._inner = inner
+        self._seconds = seconds
+        self._accepted: TLRUCache[bytes, Claims] = TLRUCache(
+            maxsize=size, ttu=self._forget_at, timer=clock
+        )
+
+    def _forget_at(self, _digest: bytes, claims: Claims, now: float) -> float:
+        until = now + self._seconds
+        return until if claims.accepted_until is None else min(until, claims.accepted_until)
+
+    async def verify(self, token: str) -> Claims:
+        digest = hashlib.sha256(token.encode()).digest()
+        claims = self._accepted.get(digest)
+        if claims is None:
+            claims = self._accepted[digest] = await self._inner.verify(token)
+        return claims
+
+
 def _peek_header(token: str) -> dict[str, Any]:
     """The header, read only to choose a key; PyJWT checks the whole token strictly after."""
     try:
@@ -168,6 +215,18 @@ def _peek_header(token: str) -> dict[str, Any]:
 
 
 def create_verifier(settings: Settings) -> TokenVerifier:
+    verifier = _signature_verifier(settings)
+    seconds = settings.token_cache_seconds
+    if settings.jwks_url is not None:
+        # A key the issuer removes stops verifying within the key set's lifetime: so must
+        # the tokens it signed.
+        seconds = min(seconds, settings.jwks_cache_seconds)
+    if seconds == 0:
+        return verifier
+    return RememberingVerifier(verifier, seconds=seconds)
+
+
+def _signature_verifier(settings: Settings) -> TokenVerifier:
     policy = ClaimPolicy.from_settings(settings)
     if settings.jwks_url is not None:
         jwks = JwksClient(

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     """The longest `exp - iat` accepted: refuses tokens that never really expire."""
     jwt_max_age_seconds: int | None = Field(default=None, gt=0)
     """When set, tokens issued longer ago than this are refused whatever their `exp`."""
+    token_cache_seconds: float = Field(default=60, ge=0)
+    """How long a verified JWT is remembered (never past its own expiry, nor past
+    `jwks_cache_seconds` with JWKS); 0 checks every request's signature again."""
     secret_key: SecretStr | None = None
     """Signs list cursors; defaults to the JWT secret (or the development secret)."""
     cors_origins: Annotated[list[str], NoDecode] = []
