@@ -8,7 +8,7 @@ import hmac
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import Depends, Query, Request
@@ -20,9 +20,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.errors import InvalidInput
 from backend.models import Page
+from backend.owned import OWNER
 
-OWNER, LIMIT, AFTER_VALUE, AFTER_ID = "owner_id", "page_limit", "after_value", "after_id"
-"""Names of the parameters a page query binds."""
+LIMIT, AFTER_VALUE, AFTER_ID = "page_limit", "after_value", "after_id"
+"""Names of the parameters a page query binds, besides its `OWNER`."""
 PAGED_CACHE_SIZE = 1024
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
@@ -30,11 +31,6 @@ MAC_BYTES = 16
 
 Item = TypeVar("Item", bound=BaseModel)
 Listing = TypeVar("Listing", bound=Select[Any])
-
-
-def owned_by(column: Any) -> ColumnElement[bool]:
-    """`column` is the owner bound at execution: lists are built once and run for anyone."""
-    return cast(ColumnElement[bool], column == bindparam(OWNER))
 
 
 class CursorSigner:

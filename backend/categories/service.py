@@ -8,13 +8,13 @@ from pydantic import TypeAdapter
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import SelectOfScalar
 
 from backend.conditions import UNCONDITIONAL, Precondition, write_once_current
 from backend.db import utcnow
 from backend.errors import Conflict, NotFound
 from backend.models import Category, CategoryCreate
-from backend.pagination import Keyset, PageRequest, fetch_page, owned_by
+from backend.owned import ById, owned_by
+from backend.pagination import Keyset, PageRequest, fetch_page
 from backend.tasks.service import uncategorize_tasks
 
 BY_NAME = Keyset(
@@ -29,18 +29,14 @@ def name_key(name: str) -> str:
     return name.casefold()
 
 
-def _owned(user_id: str) -> SelectOfScalar[Category]:
-    return select(Category).where(Category.user_id == user_id)
+_BY_ID = ById(Category)
 
 
 async def get_category(
     session: AsyncSession, *, user_id: str, category_id: UUID, for_update: bool = False
 ) -> Category:
     """The caller's category; `for_update` locks its row until the commit (PostgreSQL)."""
-    statement = _owned(user_id).where(Category.id == category_id)
-    if for_update:
-        statement = statement.with_for_update().execution_options(populate_existing=True)
-    category = (await session.exec(statement)).first()
+    category = await _BY_ID.get(session, owner=user_id, row_id=category_id, for_update=for_update)
     if category is None:
         raise NotFound
     return category

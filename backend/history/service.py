@@ -14,7 +14,8 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from backend.errors import NotFound
 from backend.models import HistoryAction, Task, TaskHistory
-from backend.pagination import Keyset, PageRequest, fetch_page, owned_by
+from backend.owned import OWNER, ById, owned_by
+from backend.pagination import Keyset, PageRequest, fetch_page
 
 NEWEST_FIRST = Keyset(
     name="-occurred_at",
@@ -23,10 +24,6 @@ NEWEST_FIRST = Keyset(
     adapter=TypeAdapter(AwareDatetime),
     descending=True,
 )
-
-
-def _owned(user_id: str) -> SelectOfScalar[TaskHistory]:
-    return select(TaskHistory).where(TaskHistory.user_id == user_id)
 
 
 def record_change(
@@ -65,6 +62,9 @@ def _listing(filters: frozenset[str]) -> SelectOfScalar[TaskHistory]:
     return listed.where(*(_FILTERS[name] for name in sorted(filters)))
 
 
+_BY_ID = ById(TaskHistory)
+
+
 async def list_history(
     session: AsyncSession,
     *,
@@ -96,20 +96,26 @@ async def list_history(
     )
 
 
+_KNOWN_TASK = (
+    select(TaskHistory.id)
+    .where(owned_by(TaskHistory.user_id), col(TaskHistory.task_id) == bindparam("task_id"))
+    .limit(1)
+)
+"""Any of the caller's entries about a task: the task is, or was, theirs."""
+
+
 async def list_task_history(
     session: AsyncSession, *, user_id: str, task_id: UUID, page: PageRequest
 ) -> tuple[Sequence[TaskHistory], str | None]:
     """A task's history, also after its deletion; 404 for a task that never was the caller's."""
-    known = select(TaskHistory.id).where(
-        TaskHistory.user_id == user_id, TaskHistory.task_id == task_id
-    )
-    if (await session.exec(known.limit(1))).first() is None:
+    known = await session.exec(_KNOWN_TASK, params={OWNER: user_id, "task_id": task_id})
+    if known.first() is None:
         raise NotFound
     return await list_history(session, user_id=user_id, page=page, task_id=task_id)
 
 
 async def get_history_entry(session: AsyncSession, *, user_id: str, entry_id: UUID) -> TaskHistory:
-    entry = (await session.exec(_owned(user_id).where(TaskHistory.id == entry_id))).first()
+    entry = await _BY_ID.get(session, owner=user_id, row_id=entry_id)
     if entry is None:
         raise NotFound
     return entry

@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db import UTCDateTime, utcnow
 from backend.models import DayStats, HistoryAction, Task, TaskHistory, WeeklyStats
-from backend.pagination import OWNER, owned_by
+from backend.owned import OWNER, owned_by
 
 DAYS = 7
 

@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, bindparam, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import Select, SelectOfScalar
+from sqlmodel.sql.expression import Select
 
 from backend.conditions import UNCONDITIONAL, Precondition, write_once_current
 from backend.db import LIKE_ESCAPE, like_escape, utcnow
@@ -28,7 +28,8 @@ from backend.models import (
     TaskHistory,
     TaskPublic,
 )
-from backend.pagination import Keyset, PageRequest, fetch_page, owned_by
+from backend.owned import OWNER, ROW_ID, ById, owned_by
+from backend.pagination import Keyset, PageRequest, fetch_page
 
 TaskSort = Literal[
     "created_at", "-created_at", "updated_at", "-updated_at", "due_at", "-due_at",
@@ -66,10 +67,6 @@ class TaskFilters:
     q: str | None = None
 
 
-def _owned(user_id: str) -> SelectOfScalar[Task]:
-    return select(Task).where(Task.user_id == user_id)
-
-
 _LISTED: Select[Any] = select(*(getattr(Task, name) for name in TaskPublic.model_fields)).where(
     owned_by(Task.user_id)
 )
@@ -95,14 +92,14 @@ def _listing(filters: frozenset[str]) -> Select[Any]:
     return _LISTED.where(*(_FILTERS[name] for name in sorted(filters)))
 
 
+_BY_ID = ById(Task)
+
+
 async def get_task(
     session: AsyncSession, *, user_id: str, task_id: UUID, for_update: bool = False
 ) -> Task:
     """The caller's task; `for_update` locks its row until the commit (PostgreSQL)."""
-    statement = _owned(user_id).where(Task.id == task_id)
-    if for_update:
-        statement = statement.with_for_update().execution_options(populate_existing=True)
-    task = (await session.exec(statement)).first()
+    task = await _BY_ID.get(session, owner=user_id, row_id=task_id, for_update=for_update)
     if task is None:
         raise NotFound
     return task
@@ -255,11 +252,16 @@ def _json(value: Any) -> Any:
     return to_jsonable_python(value)
 
 
+_CATEGORY_EXISTS = select(Category.id).where(
+    owned_by(Category.user_id), col(Category.id) == bindparam(ROW_ID)
+)
+
+
 async def _check_category(session: AsyncSession, *, user_id: str, category_id: UUID | None) -> None:
     if category_id is None:
         return
-    found = select(Category.id).where(Category.user_id == user_id, Category.id == category_id)
-    if (await session.exec(found)).first() is None:
+    found = await session.exec(_CATEGORY_EXISTS, params={OWNER: user_id, ROW_ID: category_id})
+    if found.first() is None:
         raise _unknown_category()
 
 

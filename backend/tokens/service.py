@@ -7,16 +7,16 @@ from datetime import timedelta
 from uuid import UUID
 
 from pydantic import AwareDatetime, TypeAdapter
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import SelectOfScalar
 
 from backend.auth import Claims, Scope
 from backend.db import scope_to, utcnow
 from backend.errors import Conflict, InvalidInput, InvalidToken, NotFound
 from backend.models import PersonalToken, TokenCreate, TokenScope
-from backend.pagination import Keyset, PageRequest, fetch_page, owned_by
+from backend.owned import OWNER, ROW_ID, ById, owned_by
+from backend.pagination import Keyset, PageRequest, fetch_page
 
 PAT_PREFIX = "todo_pat_"
 HINT_LENGTH = len(PAT_PREFIX) + 4
@@ -42,12 +42,11 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _owned(user_id: str) -> SelectOfScalar[PersonalToken]:
-    return select(PersonalToken).where(PersonalToken.user_id == user_id)
-
-
 _LISTED = select(PersonalToken).where(owned_by(PersonalToken.user_id))
 """The caller's tokens; the owner is bound per request."""
+
+
+_BY_ID = ById(PersonalToken)
 
 
 async def list_tokens(
@@ -85,11 +84,19 @@ async def create_token(
 
 async def delete_token(session: AsyncSession, *, user_id: str, token_id: UUID) -> None:
     """Revoke at once: the next request with that token is refused."""
-    token = (await session.exec(_owned(user_id).where(PersonalToken.id == token_id))).first()
+    token = await _BY_ID.get(session, owner=user_id, row_id=token_id)
     if token is None:
         raise NotFound
     await session.delete(token)
     await session.commit()
+
+
+_BY_DIGEST = select(PersonalToken).where(col(PersonalToken.token_hash) == bindparam("digest"))
+_USED = (
+    update(PersonalToken)
+    .where(owned_by(PersonalToken.user_id), col(PersonalToken.id) == bindparam(ROW_ID))
+    .values(last_used_at=bindparam("used_at"))
+)
 
 
 async def verify_personal_token(session: AsyncSession, *, token: str) -> Claims:
@@ -97,18 +104,13 @@ async def verify_personal_token(session: AsyncSession, *, token: str) -> Claims:
     that cannot start from an owner: the token is what names the owner)."""
     digest = _digest(token)
     await scope_to(session, token_lookup=digest)
-    found = select(PersonalToken).where(PersonalToken.token_hash == digest)
-    row = (await session.exec(found)).first()
+    row = (await session.exec(_BY_DIGEST, params={"digest": digest})).first()
     now = utcnow()
     if row is None or (row.expires_at is not None and row.expires_at <= now):
         await session.rollback()
         raise InvalidToken
     await scope_to(session, user_id=row.user_id)
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
-        await session.exec(
-            update(PersonalToken)
-            .where(col(PersonalToken.user_id) == row.user_id, col(PersonalToken.id) == row.id)
-            .values(last_used_at=now)
-        )
+        await session.exec(_USED, params={OWNER: row.user_id, ROW_ID: row.id, "used_at": now})
     await session.commit()
     return Claims(subject=row.user_id, scopes=GRANTS[TokenScope(row.scope)])

@@ -10,6 +10,7 @@ from backend.auth import Claims
 from backend.db import utcnow
 from backend.errors import NotFound
 from backend.models import User
+from backend.owned import OWNER, owned_by
 
 KNOWN_USERS_MAX = 10_000
 
@@ -44,8 +45,11 @@ async def ensure_user(session: AsyncSession, *, claims: Claims, known: KnownUser
     known[claims.subject] = profile
 
 
+_USER = select(User).where(owned_by(User.id))
+
+
 async def get_user(session: AsyncSession, *, user_id: str) -> User:
-    user = (await session.exec(select(User).where(User.id == user_id))).first()
+    user = (await session.exec(_USER, params={OWNER: user_id})).first()
     if user is None:
         raise NotFound
     return user
