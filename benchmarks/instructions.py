@@ -4,6 +4,7 @@
     .venv/bin/python -m benchmarks.instructions                      # ~4 minutes
     .venv/bin/python -m benchmarks.instructions --query "completed=false&sort=due_at"
     .venv/bin/python -m benchmarks.instructions --route stats/weekly --query ""
+    .venv/bin/python -m benchmarks.instructions --method POST --query "" --body '{"title": "x"}'
 
 Requests per second and CPU time move by a quarter between runs on a shared machine; the
 instructions a request executes do not, so a change to the request path is judged here
@@ -11,8 +12,9 @@ before `benchmarks.run` (specs/performance.md). Each app, the service (as a role
 row-level security) and `benchmarks.ceiling`, is called in process as an ASGI app, with no
 HTTP server and no load generator, under callgrind, twice: with a few requests and with
 `--requests` more. The difference over `--requests` is one request's instructions;
-start-up and imports cancel out. The ceiling always serves its list page; `--route` and
-`--query` choose the service's GET request (a list page by default). Both runs of an app
+start-up and imports cancel out. The ceiling always serves its list page; `--route`,
+`--query`, `--method` and `--body` choose the service's request (a list page by default;
+a POST creates a task per request in the benchmark user's list). Both runs of an app
 go side by side, one per core.
 """
 
@@ -37,8 +39,10 @@ APPS = ("ceiling", "service")
 REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
-async def _serve(app_name: str, path: str, query: str, requests: int) -> None:
-    """The worker: `requests` GET requests through the app, after its start-up."""
+async def _serve(
+    app_name: str, path: str, query: str, requests: int, method: str = "GET", body: str = ""
+) -> None:
+    """The worker: `requests` requests through the app, after its start-up."""
     if app_name == "ceiling":
         from benchmarks.ceiling import app
     else:
@@ -47,26 +51,29 @@ async def _serve(app_name: str, path: str, query: str, requests: int) -> None:
         app = create_app(Settings())
     user_id = path.split("/")[2]
     token = issue_token(Settings(), user_id, ttl_seconds=3600, now=int(time.time()))
+    headers = [(b"host", b"bench"), (b"authorization", f"Bearer {token}".encode())]
+    if body:
+        headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
-        "method": "GET",
+        "method": method,
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
         "query_string": query.encode(),
         "root_path": "",
-        "headers": [(b"host", b"bench"), (b"authorization", f"Bearer {token}".encode())],
+        "headers": headers,
         "client": ("127.0.0.1", 50000),
         "server": ("bench", 80),
     }
 
     async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": body.encode(), "more_body": False}
 
     async def send(message: Message) -> None:
-        if message["type"] == "http.response.start" and message["status"] != 200:
+        if message["type"] == "http.response.start" and message["status"] not in (200, 201):
             raise SystemExit(f"{app_name} answered {message['status']}")
 
     async with app.router.lifespan_context(app):
@@ -75,13 +82,14 @@ async def _serve(app_name: str, path: str, query: str, requests: int) -> None:
 
 
 def _count(
-    app_name: str, requests: int, target: tuple[str, str], env: dict[str, str]
+    app_name: str, requests: int, target: tuple[str, ...], env: dict[str, str]
 ) -> "subprocess.Popen[str]":
-    path, query = target
+    path, query, method, body = target
     command = [
         "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
         sys.executable, "-m", "benchmarks.instructions", "--worker", app_name,
         "--requests", str(requests), "--path", path, "--query", query,
+        "--method", method, "--body", body,
     ]  # fmt: skip
     return subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -106,23 +114,29 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=150)
     parser.add_argument("--route", default="tasks", help="the service's path after /api/{user}/")
     parser.add_argument("--query", default=LIST_QUERY)
+    parser.add_argument("--method", default="GET")
+    parser.add_argument("--body", default="", help="a JSON body for the service's request")
     parser.add_argument("--path", default="", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=APPS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        asyncio.run(_serve(args.worker, args.path, args.query, args.requests))
+        asyncio.run(
+            _serve(args.worker, args.path, args.query, args.requests, args.method, args.body)
+        )
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is missing: apt-get install valgrind")
     data = dataset.prepare(args.server, args.database, sizes=(args.size,), reseed=False)
     prefix = f"/api/{dataset.user_for(args.size)}"
     targets = {
-        "ceiling": (f"{prefix}/tasks", LIST_QUERY),
-        "service": (f"{prefix}/{args.route}", args.query),
+        "ceiling": (f"{prefix}/tasks", LIST_QUERY, "GET", ""),
+        "service": (f"{prefix}/{args.route}", args.query, args.method, args.body),
     }
     env = os.environ | dataset.ceiling_env(data) | dataset.service_env(data)
-    for app_name, (path, query) in targets.items():
-        print(f"{app_name}: GET {path}?{query}, {args.requests} requests under callgrind")
+    for app_name, (path, query, method, body) in targets.items():
+        print(
+            f"{app_name}: {method} {path}?{query} {body}, {args.requests} requests under callgrind"
+        )
     per_request = {}
     for app_name in APPS:
         few, many = (

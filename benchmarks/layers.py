@@ -15,6 +15,8 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 
+import psycopg
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from backend import db
@@ -59,6 +61,23 @@ async def main(service_dsn: str, user_id: str) -> None:
             await connection.execute("SELECT set_config('app.user_id', %s, true)", (user_id,))
             await (await connection.execute(QUERY, (user_id,))).fetchall()
 
+    in_transaction = await psycopg.AsyncConnection.connect(service_dsn)
+    by_hand = await psycopg.AsyncConnection.connect(service_dsn, autocommit=True)
+    scope = sql.SQL("BEGIN; SELECT set_config('app.user_id', {}, true)").format(user_id)
+
+    async def four_round_trips() -> None:
+        # What a service read sends: psycopg's BEGIN, then each statement, then ROLLBACK.
+        await in_transaction.execute("SELECT set_config('app.user_id', %s, true)", (user_id,))
+        await (await in_transaction.execute(QUERY, (user_id,))).fetchall()
+        await in_transaction.rollback()
+
+    async def three_round_trips() -> None:
+        # BEGIN and the setting in one simple-protocol message: possible only with the
+        # driver in autocommit and transactions begun by hand (not taken; decisions.md).
+        await by_hand.execute(scope)
+        await (await by_hand.execute(QUERY, (user_id,))).fetchall()
+        await by_hand.execute("ROLLBACK")
+
     async def scoped_session() -> None:
         async with sessionmaker() as session:
             await db.scope_to(session, user_id=user_id)
@@ -82,13 +101,17 @@ async def main(service_dsn: str, user_id: str) -> None:
     print(f"one page of 20 tasks of {user_id}; client CPU µs per call, best of {ROUNDS}")
     layers = {
         "raw psycopg pool: BEGIN, set_config, SELECT, COMMIT": raw_driver,
+        "raw connection: BEGIN, set_config, SELECT, ROLLBACK": four_round_trips,
+        "raw connection: BEGIN + set_config in one message, SELECT, ROLLBACK": three_round_trips,
         "SQLAlchemy session: checkout, BEGIN, set_config, ROLLBACK": scoped_session,
         "+ the service's page query (SQLAlchemy, keyset)": service_call,
         "+ the page object (pydantic, what the route returns)": service_and_page,
     }
     for name, call in layers.items():
-        print(f"{name:<60} {await _cpu_per_call(call):>7.0f}")
+        print(f"{name:<70} {await _cpu_per_call(call):>7.0f}")
     await pool.close()
+    await in_transaction.close()
+    await by_hand.close()
     await engine.dispose()
 
 

@@ -5,7 +5,8 @@ from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Executable, and_, bindparam, func
+from sqlalchemy import ColumnElement, Executable, and_, bindparam, func, true
+from sqlalchemy import select as select_columns
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -20,14 +21,17 @@ def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
 
 
-def _week_statements() -> tuple[Executable, Executable]:
-    """Built once: the day bounds (`day0` ... `day7`), the owner and `now` are bound."""
+def _week_statement() -> Executable:
+    """Built once: the day bounds (`day0` ... `day7`), the owner and `now` are bound. One
+    statement, one row: the week's counts (created and completed for each day), then the
+    open and overdue tasks; a round trip less than a statement each."""
     bounds = [bindparam(f"day{i}", type_=UTCDateTime()) for i in range(DAYS + 1)]
     counts: list[ColumnElement[int]] = []
-    for start, end in pairwise(bounds):
+    for day, (start, end) in enumerate(pairwise(bounds)):
         in_day = and_(col(TaskHistory.occurred_at) >= start, col(TaskHistory.occurred_at) < end)
         for action in (HistoryAction.created, HistoryAction.completed):
-            counts.append(func.count().filter(and_(in_day, col(TaskHistory.action) == action)))
+            count = func.count().filter(and_(in_day, col(TaskHistory.action) == action))
+            counts.append(count.label(f"{action.value}_{day}"))
     history = select(*counts).where(
         owned_by(TaskHistory.user_id),
         col(TaskHistory.occurred_at) >= bounds[0],
@@ -36,13 +40,14 @@ def _week_statements() -> tuple[Executable, Executable]:
     )
     now = bindparam("now", type_=UTCDateTime())
     overdue = and_(col(Task.due_at).is_not(None), col(Task.due_at) < now)
-    current = select(func.count(), func.count().filter(overdue)).where(
-        owned_by(Task.user_id), col(Task.completed).is_(False)
-    )
-    return history, current
+    current = select(
+        func.count().label("open"), func.count().filter(overdue).label("overdue")
+    ).where(owned_by(Task.user_id), col(Task.completed).is_(False))
+    week, now_open = history.subquery(), current.subquery()
+    return select_columns(week, now_open).select_from(week.join(now_open, true()))
 
 
-_HISTORY, _CURRENT = _week_statements()
+_WEEK = _week_statement()
 
 
 async def weekly_stats(session: AsyncSession, *, user_id: str, zone: ZoneInfo) -> WeeklyStats:
@@ -53,8 +58,7 @@ async def weekly_stats(session: AsyncSession, *, user_id: str, zone: ZoneInfo) -
     params: dict[str, Any] = {f"day{i}": bound for i, bound in enumerate(bounds)}
     params |= {OWNER: user_id, "now": now}
     connection = await session.connection()
-    totals = (await connection.execute(_HISTORY, params)).one()
-    open_count, overdue_count = (await connection.execute(_CURRENT, params)).one()
+    *totals, open_count, overdue_count = (await connection.execute(_WEEK, params)).one()
 
     per_day = [
         DayStats(date=day, created=totals[2 * i], completed=totals[2 * i + 1])
