@@ -168,8 +168,8 @@ class JwksVerifier:
 
 class RememberingVerifier:
     """Another verifier's acceptances, remembered: a client sends the same token with every
-    request until it expires, and checking its signature and claims again (PyJWT) is a
-    tenth of a list request's work (specs/performance.md).
+    request until it expires, and checking its signature and claims again (PyJWT) is about
+    a twentieth of a list request's instructions (specs/performance.md).
 
     A token is remembered under its SHA-256 digest until the claim policy would stop
     accepting it, and never longer than `seconds`, so that a key the issuer withdraws (JWKS)

@@ -1,7 +1,7 @@
 """Statements of owned rows, built once with the owner bound at execution.
 
-Building and keying a SQLAlchemy statement costs more than running it (a tenth of a
-`GET` of one task; specs/performance.md), so the statements every request runs are
+Building and keying a SQLAlchemy statement costs more than running it (an eighth of
+a `GET` of one task; specs/performance.md), so the statements every request runs are
 module constants: the owner, and any other value, are bound parameters filled in per
 request. Row-level security (PostgreSQL) is the second fence behind the owner filter.
 """
