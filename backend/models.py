@@ -17,7 +17,16 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
 )
-from sqlalchemy import JSON, ForeignKeyConstraint, Index, SmallInteger, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    ForeignKeyConstraint,
+    Index,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+    column,
+    table,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import declared_attr
@@ -272,6 +281,14 @@ class Task(TaskBase, Versioned, table=True):
     completed: bool = False
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
+
+TASK_SEARCH = table(
+    "task_search",
+    *(column(c.name, c.type) for c in Task.__table__.columns),  # type: ignore[attr-defined]
+)
+"""The view searches read (migration `task_search_view`): the tasks of the caller
+(`app.user_id`) on PostgreSQL, where the trigram index can serve `ILIKE` under row
+security; on SQLite, the table. It has every column of `tasks`."""
 
 POSTGRES_ONLY_INDEXES = frozenset({"ix_tasks_search", "ix_tasks_user_due_desc"})
 """Task indexes a migration creates on PostgreSQL only: trigram search and `-due_at`

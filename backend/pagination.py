@@ -13,7 +13,7 @@ from uuid import UUID
 
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from sqlalchemy import ColumnElement, Row, and_, bindparam, or_, tuple_
+from sqlalchemy import ColumnClause, ColumnElement, Row, and_, bindparam, or_, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql import Select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -29,6 +29,8 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
 MAC_BYTES = 16
 
+KeyColumn = InstrumentedAttribute[Any] | ColumnClause[Any]
+"""A column a keyset orders by: a model's attribute, or a table's or view's column."""
 Item = TypeVar("Item", bound=BaseModel)
 Listing = TypeVar("Listing", bound=Select[Any])
 
@@ -94,8 +96,8 @@ class Keyset:
     """
 
     name: str
-    column: InstrumentedAttribute[Any]
-    tiebreak: InstrumentedAttribute[Any]
+    column: KeyColumn
+    tiebreak: KeyColumn
     adapter: TypeAdapter[Any]
     descending: bool = False
     nullable: bool = False

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from backend import migrate
 from backend.config import Settings
-from backend.models import Category, HistoryAction, Task, TaskHistory, User
+from backend.models import TASK_SEARCH, Category, HistoryAction, Task, TaskHistory, User
 from tests.conftest import SECRET, TABLES, sync_url
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -91,6 +91,28 @@ def test_check_finds_no_drift_after_upgrade(fresh_settings: Settings) -> None:
     migrate.upgrade(fresh_settings)
 
     command.check(migrate.alembic_config(fresh_settings))
+
+
+def test_search_view_has_every_column_of_tasks(fresh_settings: Settings) -> None:
+    migrate.upgrade(fresh_settings)
+    engine = create_engine(sync_url(fresh_settings.database_url))
+    try:
+        view = [column["name"] for column in inspect(engine).get_columns("task_search")]
+    finally:
+        engine.dispose()
+
+    tasks = Task.__table__.columns.keys()  # type: ignore[attr-defined]
+    assert set(view) == set(TASK_SEARCH.columns.keys()) == set(tasks)
+    migrate.downgrade(fresh_settings, "base")
+    assert "task_search" not in _views(fresh_settings)
+
+
+def _views(settings: Settings) -> set[str]:
+    engine = create_engine(sync_url(settings.database_url))
+    try:
+        return set(inspect(engine).get_view_names())
+    finally:
+        engine.dispose()
 
 
 def _enforce_foreign_keys(db: Session) -> None:

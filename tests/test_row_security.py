@@ -12,6 +12,8 @@ from sqlmodel import Session
 
 from backend.config import Settings
 from backend.main import create_app
+from backend.owned import OWNER
+from backend.tasks.service import SEARCHED, TASKS
 from tests.conftest import AuthFactory, sync_url
 
 ROLE = "todo_rls_app"
@@ -23,6 +25,7 @@ OWNED_TABLES = (
     "personal_tokens",
     "idempotency_keys",
 )
+OWNED_VIEWS = ("task_search",)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +86,15 @@ def _use_the_api_as(client: TestClient, auth: AuthFactory, user: str) -> None:
     assert token.status_code == 201, token.text
     pat = {"Authorization": f"Bearer {token.json()['token']}"}
     assert client.post(f"{base}/tasks", json={"title": "via pat"}, headers=pat).status_code == 201
-    for path in ("tasks", "history", "stats/weekly", "me", "tokens", "categories"):
+    for path in (
+        "tasks",
+        "tasks?q=renamed",
+        "history",
+        "stats/weekly",
+        "me",
+        "tokens",
+        "categories",
+    ):
         response = client.get(f"{base}/{path}", headers=headers)
         assert response.status_code == 200, (path, response.text)
 
@@ -104,7 +115,7 @@ def test_unscoped_query_sees_only_the_callers_rows(
     _use_the_api_as(restricted_client, auth, "alice")
     _use_the_api_as(restricted_client, auth, "bob")
 
-    for table in OWNED_TABLES:
+    for table in OWNED_TABLES + OWNED_VIEWS:
         owner = "id" if table == "users" else "user_id"
         seen = {row[0] for row in _rows(restricted, f"SELECT {owner} FROM {table}", "alice")}  # noqa: S608
         assert seen == {"alice"}, table
@@ -125,3 +136,38 @@ def test_write_for_another_user_is_refused_by_the_database(
         )
     updated = _rows(restricted, "UPDATE tasks SET title = 'taken' RETURNING id", "alice")
     assert updated == []
+
+
+def _plan(engine: Engine, statement: Any, values: dict[str, Any]) -> str:
+    """PostgreSQL's plan for `statement`, run as the caller `values[OWNER]`."""
+    compiled = statement.compile(dialect=engine.dialect)
+    with engine.begin() as connection:
+        connection.execute(text("SELECT set_config('app.user_id', :u, true)"), {"u": values[OWNER]})
+        rows = connection.exec_driver_sql(f"EXPLAIN {compiled.string}", compiled.params | values)
+        return "\n".join(row[0] for row in rows)
+
+
+def test_search_can_use_the_trigram_index_under_row_security(
+    restricted_client: TestClient, auth: AuthFactory, restricted: Engine, engine: Engine
+) -> None:
+    _use_the_api_as(restricted_client, auth, "alice")
+    with engine.begin() as connection:  # 5,000 tasks, where a rare word is best found by index
+        connection.execute(
+            text(
+                "INSERT INTO tasks (user_id, id, title, priority, completed, created_at,"
+                " updated_at, version) SELECT 'alice', gen_random_uuid(), 'chore ' || n, 0,"
+                " false, now(), now(), 1 FROM generate_series(1, 5000) AS n"
+            )
+        )
+        connection.execute(
+            text("SELECT gin_clean_pending_list('ix_tasks_search')")
+        )  # as vacuum would
+        connection.execute(text("ANALYZE tasks"))
+    search = {"q": "xylophone", OWNER: "alice"}
+    listing = frozenset({"q"})
+
+    through_view = _plan(restricted, SEARCHED.statement(listing), search)
+    through_table = _plan(restricted, TASKS.statement(listing), search)
+
+    assert "ix_tasks_search" in through_view, through_view
+    assert "ix_tasks_search" not in through_table, through_table  # ILIKE waits for the policy

@@ -159,6 +159,19 @@ def test_list_tasks_walks_every_sort_in_order_with_ties_and_nulls(
     assert labels == EXPECTED_ORDERS[sort]
 
 
+@pytest.mark.parametrize("sort", list(EXPECTED_ORDERS))
+def test_list_tasks_walks_every_sort_of_a_search(
+    client: TestClient, auth: AuthFactory, db: Session, sort: str
+) -> None:
+    ids = _seed_sort_rows(db)
+    found = {label for label, row in SORT_ROWS.items() if "p" in row[1]}  # pear, apple
+
+    items = _walk(client, auth("alice"), sort=sort, limit=2, q="P")
+
+    labels = "".join(ids[item["id"]] for item in items)
+    assert labels == "".join(label for label in EXPECTED_ORDERS[sort] if label in found)
+
+
 FILTER_CASES: list[tuple[dict[str, str], list[str]]] = [
     ({"completed": "true"}, ["work"]),
     ({"completed": "false"}, ["plain", "loose", "home"]),

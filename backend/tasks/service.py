@@ -1,6 +1,5 @@
 """Tasks: every read and write of a user's tasks, each write with its history entry."""
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -9,17 +8,18 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, TypeAdapter
 from pydantic_core import to_jsonable_python
-from sqlalchemy import ColumnElement, bindparam, or_, update
+from sqlalchemy import ColumnElement, Select, TableClause, bindparam, or_, update
+from sqlalchemy import select as select_rows
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import Select
 
 from backend.conditions import UNCONDITIONAL, Precondition, write_once_current
 from backend.db import LIKE_ESCAPE, like_escape, utcnow
 from backend.errors import InvalidInput, NotFound
 from backend.history.service import record_change
 from backend.models import (
+    TASK_SEARCH,
     Category,
     HistoryAction,
     Priority,
@@ -36,24 +36,12 @@ TaskSort = Literal[
     "priority", "-priority", "title", "-title",
 ]  # fmt: skip
 
-_SORT_COLUMNS: dict[str, tuple[Any, TypeAdapter[Any], bool]] = {
-    "created_at": (Task.created_at, TypeAdapter(AwareDatetime), False),
-    "updated_at": (Task.updated_at, TypeAdapter(AwareDatetime), False),
-    "due_at": (Task.due_at, TypeAdapter(AwareDatetime | None), True),
-    "priority": (Task.priority, TypeAdapter(Priority), False),
-    "title": (Task.title, TypeAdapter(str), False),
-}
-SORTS = {
-    f"{sign}{name}": Keyset(
-        name=f"{sign}{name}",
-        column=column,
-        tiebreak=Task.id,  # type: ignore[arg-type]
-        adapter=adapter,
-        descending=sign == "-",
-        nullable=nullable,
-    )
-    for name, (column, adapter, nullable) in _SORT_COLUMNS.items()
-    for sign in ("", "-")
+_SORT_COLUMNS: dict[str, tuple[TypeAdapter[Any], bool]] = {
+    "created_at": (TypeAdapter(AwareDatetime), False),
+    "updated_at": (TypeAdapter(AwareDatetime), False),
+    "due_at": (TypeAdapter(AwareDatetime | None), True),
+    "priority": (TypeAdapter(Priority), False),
+    "title": (TypeAdapter(str), False),
 }
 
 
@@ -67,30 +55,54 @@ class TaskFilters:
     q: str | None = None
 
 
-_LISTED: Select[Any] = select(*(getattr(Task, name) for name in TaskPublic.model_fields)).where(
-    owned_by(Task.user_id)
-)
-"""The caller's tasks as plain rows of what a list shows; the owner is bound per request."""
+class _Listings:
+    """The caller's tasks in `source` as plain rows of what a list shows: every sort, and
+    one statement per combination of filters, each built once; values are bound."""
 
-_FILTERS: dict[str, ColumnElement[bool]] = {
-    "completed": col(Task.completed) == bindparam("completed"),
-    "category_id": col(Task.category_id) == bindparam("category_id"),
-    "uncategorized": col(Task.category_id).is_(None),
-    "priority": col(Task.priority) == bindparam("priority"),
-    "due_before": col(Task.due_at) < bindparam("due_before"),
-    "due_after": col(Task.due_at) >= bindparam("due_after"),
-    "q": or_(
-        col(Task.title).icontains(bindparam("q"), escape=LIKE_ESCAPE),
-        col(Task.description).icontains(bindparam("q"), escape=LIKE_ESCAPE),
-    ),
-}
+    def __init__(self, source: TableClause) -> None:
+        c = source.c
+        self.sorts = {
+            f"{sign}{name}": Keyset(
+                name=f"{sign}{name}",
+                column=c[name],
+                tiebreak=c.id,
+                adapter=adapter,
+                descending=sign == "-",
+                nullable=nullable,
+            )
+            for name, (adapter, nullable) in _SORT_COLUMNS.items()
+            for sign in ("", "-")
+        }
+        self._listed = select_rows(*(c[name] for name in TaskPublic.model_fields)).where(
+            owned_by(c.user_id)
+        )
+        self._filters: dict[str, ColumnElement[bool]] = {
+            "completed": c.completed == bindparam("completed"),
+            "category_id": c.category_id == bindparam("category_id"),
+            "uncategorized": c.category_id.is_(None),
+            "priority": c.priority == bindparam("priority"),
+            "due_before": c.due_at < bindparam("due_before"),
+            "due_after": c.due_at >= bindparam("due_after"),
+            "q": or_(
+                c.title.icontains(bindparam("q"), escape=LIKE_ESCAPE),
+                c.description.icontains(bindparam("q"), escape=LIKE_ESCAPE),
+            ),
+        }
+        self._statements: dict[frozenset[str], Select[Any]] = {}
+
+    def statement(self, filters: frozenset[str]) -> Select[Any]:
+        statement = self._statements.get(filters)
+        if statement is None:
+            chosen = (self._filters[name] for name in sorted(filters))
+            statement = self._statements[filters] = self._listed.where(*chosen)
+        return statement
 
 
-@functools.cache
-def _listing(filters: frozenset[str]) -> Select[Any]:
-    """The list statement for one combination of filters, built once; values are bound."""
-    return _LISTED.where(*(_FILTERS[name] for name in sorted(filters)))
-
+TASKS = _Listings(Task.__table__)  # type: ignore[attr-defined]
+SEARCHED = _Listings(TASK_SEARCH)
+"""Searches read the search view, where PostgreSQL may use the trigram index under row
+security (`backend.models.TASK_SEARCH`); every other list reads the table."""
+SORTS = TASKS.sorts
 
 _BY_ID = ById(Task)
 
@@ -128,10 +140,11 @@ async def list_tasks(
         chosen["uncategorized"] = None
     elif filters.category_id is not None:
         chosen["category_id"] = filters.category_id
+    listings = TASKS if filters.q is None else SEARCHED
     return await fetch_page(
         session,
-        _listing(frozenset(chosen)),
-        keyset=SORTS[sort],
+        listings.statement(frozenset(chosen)),
+        keyset=listings.sorts[sort],
         page=page,
         owner=user_id,
         scope="tasks",
