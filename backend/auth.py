@@ -6,10 +6,11 @@ No database code here: personal access tokens are looked up by `backend.tokens`.
 import binascii
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeGuard
 
 import jwt
 from cachetools import TLRUCache
@@ -107,7 +108,7 @@ class ClaimPolicy:
         if self.max_age is not None:
             accepted_until = min(accepted_until, issued_at + self.max_age + self.leeway)
         subject = payload.get("sub")
-        if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT_LENGTH:
+        if not _is_text(subject) or len(subject) > MAX_SUBJECT_LENGTH:
             raise InvalidToken
         return Claims(
             subject=subject,
@@ -117,8 +118,18 @@ class ClaimPolicy:
         )
 
 
+def _is_text(value: object) -> TypeGuard[str]:
+    """A non-empty string with no control character (NUL included) and no lone surrogate:
+    what an identity provider writes, and what the database and the logs can store."""
+    return isinstance(value, str) and bool(value) and _UNPRINTABLE.search(value) is None
+
+
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def _optional_text(value: object, limit: int) -> str | None:
-    return value[:limit] if isinstance(value, str) and value else None
+    """An informational claim (`email`, `name`), or None where it is absent or unusable."""
+    return value[:limit] if _is_text(value) else None
 
 
 class SecretVerifier:

@@ -5,6 +5,7 @@ import asyncio
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx2
 import pytest
@@ -73,6 +74,10 @@ INVALID: list[Any] = [
     pytest.param(lambda now: _token(now, sub=42), id="sub-number"),
     pytest.param(lambda now: _token(now, sub=["alice"]), id="sub-list"),
     pytest.param(lambda now: _token(now, sub="a" * 256), id="sub-256-chars"),
+    pytest.param(lambda now: _token(now, sub="ali\x00ce"), id="sub-nul"),
+    pytest.param(lambda now: _token(now, sub="ali\nce"), id="sub-newline"),
+    pytest.param(lambda now: _token(now, sub="ali\x85ce"), id="sub-c1-control"),
+    pytest.param(lambda now: _token(now, sub="ali\ud800ce"), id="sub-lone-surrogate"),
     pytest.param(lambda now: _token(now, exp=str(now + 600)), id="exp-string"),
     pytest.param(lambda now: _token(now, exp=10**20), id="exp-absurdly-large"),
     pytest.param(lambda now: _unsigned(now, "none"), id="alg-none"),
@@ -331,6 +336,33 @@ def test_database_url_maps_to_psycopg(clean_env: pytest.MonkeyPatch, url: str) -
 
     assert from_argument.database_url == "postgresql+psycopg://u:p@db:5432/todo"
     assert from_env.database_url == "postgresql+psycopg://u:p@db:5432/todo"
+
+
+@pytest.mark.parametrize("subject", ["a\x00b", "tab\tbed"])
+def test_subject_with_a_control_character_is_401_on_its_own_path(
+    client: TestClient, db: Session, subject: str
+) -> None:
+    token = make_token(subject)
+
+    response = client.get(
+        f"/api/{quote(subject, safe='')}/me", headers={"Authorization": f"Bearer {token}"}
+    )
+
+    assert_invalid_token(response, token)
+    assert db.exec(select(User)).all() == []
+
+
+def test_unusable_email_and_name_claims_are_left_out(
+    client: TestClient, auth: AuthFactory, db: Session
+) -> None:
+    headers = auth("alice", email="alice\x00@example.com", name="Al\ud800ice")
+
+    response = client.get("/api/alice/me", headers=headers)
+
+    assert response.status_code == 200, response.text
+    assert (response.json()["email"], response.json()["name"]) == (None, None)
+    user = db.exec(select(User)).one()
+    assert (user.id, user.email, user.name) == ("alice", None, None)
 
 
 def test_first_request_creates_user_from_claims(
