@@ -72,8 +72,8 @@ async def main(service_dsn: str, user_id: str) -> None:
         await in_transaction.rollback()
 
     async def three_round_trips() -> None:
-        # BEGIN and the setting in one simple-protocol message: possible only with the
-        # driver in autocommit and transactions begun by hand (not taken; decisions.md).
+        # BEGIN and the setting in one simple-protocol message, as the service begins its
+        # transactions (the driver in autocommit; backend.db._begin_scoped).
         await by_hand.execute(scope)
         await (await by_hand.execute(QUERY, (user_id,))).fetchall()
         await by_hand.execute("ROLLBACK")
@@ -103,7 +103,7 @@ async def main(service_dsn: str, user_id: str) -> None:
         "raw psycopg pool: BEGIN, set_config, SELECT, COMMIT": raw_driver,
         "raw connection: BEGIN, set_config, SELECT, ROLLBACK": four_round_trips,
         "raw connection: BEGIN + set_config in one message, SELECT, ROLLBACK": three_round_trips,
-        "SQLAlchemy session: checkout, BEGIN, set_config, ROLLBACK": scoped_session,
+        "SQLAlchemy session: checkout, BEGIN + setting, ROLLBACK": scoped_session,
         "+ the service's page query (SQLAlchemy, keyset)": service_call,
         "+ the page object (pydantic, what the route returns)": service_and_page,
     }

@@ -5,11 +5,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
+from backend import db as database
 from backend.config import Settings
 from backend.main import create_app
 from backend.owned import OWNER
@@ -171,3 +172,35 @@ def test_search_can_use_the_trigram_index_under_row_security(
 
     assert "ix_tasks_search" in through_view, through_view
     assert "ix_tasks_search" not in through_table, through_table  # ILIKE waits for the policy
+
+
+def test_a_transaction_begins_with_its_settings_in_one_statement(
+    restricted_client: TestClient, auth: AuthFactory
+) -> None:
+    app_engine = restricted_client.app.state.sessionmaker.kw["bind"]  # type: ignore[attr-defined]
+    sent: list[str] = []
+
+    def record(*args: Any) -> None:
+        sent.append(args[2])  # (connection, cursor, statement, ...)
+
+    event.listen(app_engine.sync_engine, "before_cursor_execute", record)
+    try:
+        response = restricted_client.get("/api/o'brien/tasks", headers=auth("o'brien"))
+    finally:
+        event.remove(app_engine.sync_engine, "before_cursor_execute", record)
+
+    assert response.status_code == 200, response.text
+    begins = [statement for statement in sent if statement.startswith("BEGIN")]
+    assert begins, sent
+    assert set(begins) == {"BEGIN; SET LOCAL app.user_id = 'o''brien'"}
+    assert sent[0] in begins
+    assert not any("set_config" in statement for statement in sent)
+
+
+def test_a_setting_with_nul_is_refused_rather_than_cut_short(restricted: Engine) -> None:
+    with restricted.connect() as connection:
+        quote = database._Quoter(connection.connection.driver_connection)
+
+        assert quote("o'brien") == "'o''brien'"
+        with pytest.raises(ValueError, match="NUL"):
+            quote("alice\x00bob")
