@@ -21,8 +21,15 @@ CALLER = "todo_api.caller"
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's session. A read that succeeded ends its transaction with `COMMIT`,
+    the same as the `ROLLBACK` of closing for a transaction that wrote nothing, because
+    psycopg forgets a connection's prepared statements at every `ROLLBACK`: this way the
+    hot reads get prepared (specs/performance.md). Writes commit in their services;
+    anything that raised is rolled back."""
     async with request.app.state.sessionmaker() as session:
         yield session
+        if request.method in READ_METHODS and session.in_transaction():
+            await session.commit()
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

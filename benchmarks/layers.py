@@ -14,6 +14,8 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -33,6 +35,7 @@ QUERY = """
     FROM tasks WHERE user_id = %s ORDER BY created_at DESC, id DESC LIMIT 21
 """
 ROUNDS, CALLS = 5, 400
+SERVER_CALLS = 2_000  # the kernel counts a process's CPU in ticks of 10 ms
 
 
 async def _cpu_per_call(call: Callable[[], Awaitable[object]]) -> float:
@@ -45,6 +48,36 @@ async def _cpu_per_call(call: Callable[[], Awaitable[object]]) -> float:
             await call()
         rounds.append((time.process_time() - started) / CALLS)
     return min(rounds) * 1e6
+
+
+def _server_cpu(pid: int) -> float | None:
+    """CPU seconds of a PostgreSQL backend on this machine, or None where it is remote."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _server_cpu_per_read(
+    connection: psycopg.AsyncConnection[Any], user_id: str
+) -> dict[bool, float] | None:
+    """PostgreSQL's CPU for one read as the service makes it (BEGIN with the setting, the
+    page, COMMIT), the page parsed every time or prepared; best of `ROUNDS`, alternating."""
+    scope = sql.SQL("BEGIN; SET LOCAL app.user_id = {}").format(user_id)
+    best: dict[bool, float] = {False: float("inf"), True: float("inf")}
+    for _ in range(ROUNDS):
+        for prepare in (False, True):
+            started = _server_cpu(connection.info.backend_pid)
+            if started is None:
+                return None
+            for _ in range(SERVER_CALLS):
+                await connection.execute(scope)
+                await (await connection.execute(QUERY, (user_id,), prepare=prepare)).fetchall()
+                await connection.execute("COMMIT")
+            spent = (_server_cpu(connection.info.backend_pid) or started) - started
+            best[prepare] = min(best[prepare], spent / SERVER_CALLS * 1e6)
+    return best
 
 
 async def main(service_dsn: str, user_id: str) -> None:
@@ -109,6 +142,15 @@ async def main(service_dsn: str, user_id: str) -> None:
     }
     for name, call in layers.items():
         print(f"{name:<70} {await _cpu_per_call(call):>7.0f}")
+    server = await _server_cpu_per_read(by_hand, user_id)
+    if server is None:
+        print("PostgreSQL's own CPU: the server is not on this machine")
+    else:
+        print(f"PostgreSQL's CPU µs per read (BEGIN + setting, the page, COMMIT), best of {ROUNDS}")
+        print(f"{'the page parsed every time':<70} {server[False]:>7.0f}")
+        print(
+            f"{'the page prepared (what a read ending with COMMIT allows)':<70} {server[True]:>7.0f}"
+        )
     await pool.close()
     await in_transaction.close()
     await by_hand.close()

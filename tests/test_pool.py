@@ -74,3 +74,22 @@ def test_without_the_checkout_check_a_closed_connection_fails_a_request(
 
     assert response.status_code == 503
     assert response.json()["code"] == "db_unavailable"
+
+
+def test_reads_end_with_commit_so_their_statements_get_prepared(
+    pooled_client: TestClient, auth: AuthFactory
+) -> None:
+    """psycopg prepares a statement on its fifth run on a connection, and forgets every
+    prepared statement at a ROLLBACK: reads that ended with one never got there."""
+    _fill_pool(pooled_client, auth)
+    sessionmaker = pooled_client.app.state.sessionmaker  # type: ignore[attr-defined]
+
+    async def prepared_on_a_pooled_connection() -> list[str]:
+        async with sessionmaker() as session:
+            connection = await session.connection()
+            rows = await connection.execute(text("SELECT statement FROM pg_prepared_statements"))
+            return [row[0] for row in rows]
+
+    prepared = pooled_client.portal.call(prepared_on_a_pooled_connection)  # type: ignore[union-attr]
+
+    assert any(statement.startswith("SELECT tasks.id") for statement in prepared), prepared
