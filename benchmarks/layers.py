@@ -147,10 +147,8 @@ async def main(service_dsn: str, user_id: str) -> None:
         print("PostgreSQL's own CPU: the server is not on this machine")
     else:
         print(f"PostgreSQL's CPU µs per read (BEGIN + setting, the page, COMMIT), best of {ROUNDS}")
-        print(f"{'the page parsed every time':<70} {server[False]:>7.0f}")
-        print(
-            f"{'the page prepared (what a read ending with COMMIT allows)':<70} {server[True]:>7.0f}"
-        )
+        for prepare, name in ((False, "parsed every time"), (True, "prepared")):
+            print(f"{'the page ' + name:<70} {server[prepare]:>7.0f}")
     await pool.close()
     await in_transaction.close()
     await by_hand.close()
