@@ -190,6 +190,15 @@ def _set_local(connection: Connection, name: str, value: str) -> None:
         )
 
 
+async def end_read(session: AsyncSession) -> None:
+    """End a read that succeeded with `COMMIT`: for a transaction that wrote nothing it is
+    the same as the `ROLLBACK` of closing the session, but psycopg forgets a connection's
+    prepared statements at every `ROLLBACK`, so only this way do the hot reads get
+    prepared (specs/performance.md). Anything that raised is still rolled back."""
+    if session.in_transaction():
+        await session.commit()
+
+
 async def scope_to(session: AsyncSession, **settings: str) -> None:
     """Scope this and every later transaction of `session` (`user_id=...`), so that the
     database's row-level security shows only those rows even to a query that forgot its

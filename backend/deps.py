@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.auth import Claims, Scope, TokenVerifier, bearer_scheme, bearer_token
-from backend.db import scope_to
+from backend.db import end_read, scope_to
 from backend.errors import Forbidden, InsufficientScope, RateLimited
 from backend.ratelimit import VERDICTS, RateLimiter
 from backend.tokens.service import PAT_PREFIX, verify_personal_token
@@ -21,15 +21,12 @@ CALLER = "todo_api.caller"
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request's session. A read that succeeded ends its transaction with `COMMIT`,
-    the same as the `ROLLBACK` of closing for a transaction that wrote nothing, because
-    psycopg forgets a connection's prepared statements at every `ROLLBACK`: this way the
-    hot reads get prepared (specs/performance.md). Writes commit in their services;
-    anything that raised is rolled back."""
+    """The request's session; a read that succeeded ends with `COMMIT` (`end_read`), writes
+    commit in their services."""
     async with request.app.state.sessionmaker() as session:
         yield session
-        if request.method in READ_METHODS and session.in_transaction():
-            await session.commit()
+        if request.method in READ_METHODS:
+            await end_read(session)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

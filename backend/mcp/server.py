@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from backend.config import Settings
+from backend.db import end_read
 from backend.deps import act_for
 from backend.errors import DATABASE_ERRORS, AppError, InvalidInput, database_error, problem_body
 from backend.mcp.auth import MCP_PATH, METADATA_PATH, McpEndpoint, claims_of, resource_metadata
@@ -99,6 +100,8 @@ async def _run(request: Request, tool: Tool[Any], arguments: dict[str, Any]) -> 
         )
         args = tool.args.model_validate(arguments)
         result, text = await tool.run(Caller(session, user_id, state.cursor_signer), args)
+        if tool.needs == "read":
+            await end_read(session)
     return CallToolResult(
         content=[TextContent(type="text", text=text)],
         structured_content=result.model_dump(mode="json", by_alias=True),
