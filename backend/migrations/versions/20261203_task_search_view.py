@@ -17,8 +17,9 @@ migration:
 It is deliberately not a `security_barrier` view, which would again hold `ILIKE` above
 the condition. The service also filters by owner in the query itself, as everywhere.
 
-The columns are listed by name: a migration that adds a column lists must show recreates
-this view. SQLite has no row security; there the view is the table.
+The columns are listed by name: a migration that adds a column to `tasks` recreates this
+view (`tests/test_migrations.py` compares the two). SQLite has no row security; there the
+view is the table.
 
 Revision ID: 6e5d4c3b2a1f
 Revises: 5d4c3b2a1f0e
