@@ -1,13 +1,14 @@
 """Alembic migrations on a fresh database, and the keys the schema enforces by itself."""
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import TypeVar
 from uuid import UUID
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy import Engine, Inspector, create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -20,6 +21,7 @@ NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 ALICE_CATEGORY = UUID("00000000-0000-7000-8000-0000000000a1")
 BOB_CATEGORY = UUID("00000000-0000-7000-8000-0000000000b1")
 TASK = UUID("00000000-0000-7000-8000-0000000000a2")
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -46,12 +48,17 @@ def fresh_settings(engine: Engine, tmp_path: os.PathLike[str]) -> Iterator[Setti
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def _tables(settings: Settings) -> set[str]:
+def _inspected(settings: Settings, read: Callable[[Inspector], T]) -> T:
+    """What `read` finds in the database of `settings`."""
     engine = create_engine(sync_url(settings.database_url))
     try:
-        return set(inspect(engine).get_table_names())
+        return read(inspect(engine))
     finally:
         engine.dispose()
+
+
+def _tables(settings: Settings) -> set[str]:
+    return set(_inspected(settings, Inspector.get_table_names))
 
 
 def test_upgrade_head_creates_the_four_tables(fresh_settings: Settings) -> None:
@@ -95,24 +102,13 @@ def test_check_finds_no_drift_after_upgrade(fresh_settings: Settings) -> None:
 
 def test_search_view_has_every_column_of_tasks(fresh_settings: Settings) -> None:
     migrate.upgrade(fresh_settings)
-    engine = create_engine(sync_url(fresh_settings.database_url))
-    try:
-        view = [column["name"] for column in inspect(engine).get_columns("task_search")]
-    finally:
-        engine.dispose()
+    columns = _inspected(fresh_settings, lambda inspector: inspector.get_columns("task_search"))
+    view = [column["name"] for column in columns]
 
     tasks = Task.__table__.columns.keys()  # type: ignore[attr-defined]
     assert set(view) == set(TASK_SEARCH.columns.keys()) == set(tasks)
     migrate.downgrade(fresh_settings, "base")
-    assert "task_search" not in _views(fresh_settings)
-
-
-def _views(settings: Settings) -> set[str]:
-    engine = create_engine(sync_url(settings.database_url))
-    try:
-        return set(inspect(engine).get_view_names())
-    finally:
-        engine.dispose()
+    assert "task_search" not in _inspected(fresh_settings, Inspector.get_view_names)
 
 
 def _enforce_foreign_keys(db: Session) -> None:
