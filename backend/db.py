@@ -152,18 +152,22 @@ def _begin_scoped(session: Session, _transaction: Any, connection: Connection) -
     trip. The driver is in autocommit (`create_engine`), so no statement runs before this
     `BEGIN`; psycopg's `commit()` and `rollback()`, which SQLAlchemy still calls, end the
     transaction by the server's state."""
-    if connection.dialect.name != "postgresql":
-        return
     settings = dict(session.info.get(TRANSACTION_LIMITS, {}))
     for name, value in session.info.get(ROW_SECURITY, {}).items():
         settings[f"app.{name}"] = value
-    driver: Any = connection.connection.driver_connection
-    quote = _Quoter(driver)
-    statement = "; ".join(
-        ["BEGIN", *(f"SET LOCAL {name} = {quote(value)}" for name, value in settings.items())]
-    )
+    _set_local(connection, settings, begin=True)
+
+
+def _set_local(connection: Connection, settings: dict[str, str], *, begin: bool = False) -> None:
+    """`SET LOCAL` each setting (PostgreSQL; nothing on SQLite), after a `BEGIN` if asked,
+    all in one message."""
+    if connection.dialect.name != "postgresql" or not (begin or settings):
+        return
+    quote = _Quoter(connection.connection.driver_connection)
+    statements = ["BEGIN"] if begin else []
+    statements += (f"SET LOCAL {name} = {quote(value)}" for name, value in settings.items())
     # No parameters: psycopg sends it by the simple protocol, which takes several statements.
-    connection.exec_driver_sql(statement, execution_options=_NO_PARAMETERS)
+    connection.exec_driver_sql("; ".join(statements), execution_options=_NO_PARAMETERS)
 
 
 _NO_PARAMETERS = {"no_parameters": True}
@@ -180,14 +184,6 @@ class _Quoter:
         if "\x00" in value:  # libpq would cut the literal short at it
             raise ValueError("a setting's value cannot hold NUL")
         return self._escaping.escape_literal(value.encode(self._encoding)).decode(self._encoding)
-
-
-def _set_local(connection: Connection, name: str, value: str) -> None:
-    if connection.dialect.name == "postgresql":
-        # Straight to the driver: one statement, nothing to compile.
-        connection.exec_driver_sql(
-            "SELECT set_config(%(name)s, %(value)s, true)", {"name": f"app.{name}", "value": value}
-        )
 
 
 async def end_read(session: AsyncSession) -> None:
@@ -207,8 +203,7 @@ async def scope_to(session: AsyncSession, **settings: str) -> None:
     if session.in_transaction():
 
         def apply(connection: Connection) -> None:
-            for name, value in settings.items():
-                _set_local(connection, name, value)
+            _set_local(connection, {f"app.{name}": value for name, value in settings.items()})
 
         await (await session.connection()).run_sync(apply)
 

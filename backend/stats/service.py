@@ -6,7 +6,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Executable, and_, bindparam, func, true
-from sqlalchemy import select as select_columns
+from sqlalchemy import select as select_rows
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -44,7 +44,7 @@ def _week_statement() -> Executable:
         func.count().label("open"), func.count().filter(overdue).label("overdue")
     ).where(owned_by(Task.user_id), col(Task.completed).is_(False))
     week, now_open = history.subquery(), current.subquery()
-    return select_columns(week, now_open).select_from(week.join(now_open, true()))
+    return select_rows(week, now_open).select_from(week.join(now_open, true()))
 
 
 _WEEK = _week_statement()
