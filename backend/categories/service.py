@@ -1,6 +1,5 @@
 """Categories: a user's own labels for tasks, unique by name ignoring case."""
 
-from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -14,7 +13,7 @@ from backend.db import utcnow
 from backend.errors import Conflict, NotFound
 from backend.models import Category, CategoryCreate
 from backend.owned import ById, owned_by
-from backend.pagination import Keyset, PageRequest, fetch_page
+from backend.pagination import Keyset, PageRequest, Record, fetch_page
 from backend.tasks.service import uncategorize_tasks
 
 BY_NAME = Keyset(
@@ -48,7 +47,7 @@ _LISTED = select(Category).where(owned_by(Category.user_id))
 
 async def list_categories(
     session: AsyncSession, *, user_id: str, page: PageRequest
-) -> tuple[Sequence[Category], str | None]:
+) -> tuple[list[Record], str | None]:
     return await fetch_page(
         session, _LISTED, keyset=BY_NAME, page=page, owner=user_id, scope="categories"
     )

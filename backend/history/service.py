@@ -1,7 +1,6 @@
 """History: the immutable audit log of every change to a task."""
 
 import functools
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -15,7 +14,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from backend.errors import NotFound
 from backend.models import HistoryAction, Task, TaskHistory
 from backend.owned import OWNER, ById, owned_by
-from backend.pagination import Keyset, PageRequest, fetch_page
+from backend.pagination import Keyset, PageRequest, Record, fetch_page
 
 NEWEST_FIRST = Keyset(
     name="-occurred_at",
@@ -74,7 +73,7 @@ async def list_history(
     action: HistoryAction | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-) -> tuple[Sequence[TaskHistory], str | None]:
+) -> tuple[list[Record], str | None]:
     chosen = {
         name: value
         for name, value in (
@@ -106,7 +105,7 @@ _KNOWN_TASK = (
 
 async def list_task_history(
     session: AsyncSession, *, user_id: str, task_id: UUID, page: PageRequest
-) -> tuple[Sequence[TaskHistory], str | None]:
+) -> tuple[list[Record], str | None]:
     """A task's history, also after its deletion; 404 for a task that never was the caller's."""
     known = await session.exec(_KNOWN_TASK, params={OWNER: user_id, "task_id": task_id})
     if known.first() is None:

@@ -1,6 +1,5 @@
 """Tasks: every read and write of a user's tasks, each write with its history entry."""
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -29,7 +28,7 @@ from backend.models import (
     TaskPublic,
 )
 from backend.owned import OWNER, ROW_ID, ById, owned_by
-from backend.pagination import Keyset, PageRequest, fetch_page
+from backend.pagination import Keyset, PageRequest, Record, fetch_page
 
 TaskSort = Literal[
     "created_at", "-created_at", "updated_at", "-updated_at", "due_at", "-due_at",
@@ -124,7 +123,7 @@ async def list_tasks(
     filters: TaskFilters,
     sort: TaskSort,
     page: PageRequest,
-) -> tuple[Sequence[Task], str | None]:
+) -> tuple[list[Record], str | None]:
     chosen: dict[str, Any] = {
         name: value
         for name, value in (

@@ -2,7 +2,6 @@
 
 import hashlib
 import secrets
-from collections.abc import Sequence
 from datetime import timedelta
 from uuid import UUID
 
@@ -16,7 +15,7 @@ from backend.db import scope_to, utcnow
 from backend.errors import Conflict, InvalidInput, InvalidToken, NotFound
 from backend.models import PersonalToken, TokenCreate, TokenScope
 from backend.owned import OWNER, ROW_ID, ById, owned_by
-from backend.pagination import Keyset, PageRequest, fetch_page
+from backend.pagination import Keyset, PageRequest, Record, fetch_page
 
 PAT_PREFIX = "todo_pat_"
 HINT_LENGTH = len(PAT_PREFIX) + 4
@@ -51,7 +50,7 @@ _BY_ID = ById(PersonalToken)
 
 async def list_tokens(
     session: AsyncSession, *, user_id: str, page: PageRequest
-) -> tuple[Sequence[PersonalToken], str | None]:
+) -> tuple[list[Record], str | None]:
     return await fetch_page(
         session, _LISTED, keyset=NEWEST_FIRST, page=page, owner=user_id, scope="tokens"
     )
