@@ -68,6 +68,7 @@ class Deadline:
         request = asyncio.current_task()
         assert request is not None
         started = expired = False
+        answer: asyncio.Task[None] | None = None
 
         async def send_in_time(message: Message) -> None:
             nonlocal started
@@ -77,7 +78,7 @@ class Deadline:
             await send(message)
 
         def expire() -> None:
-            nonlocal expired
+            nonlocal expired, answer
             expired = True
             logger.warning("request deadline of %ss passed", self.seconds)
             request.cancel()
@@ -99,6 +100,10 @@ class Deadline:
             logger.warning("request past its deadline ended with %s", type(exc).__name__)
         finally:
             timer.cancel()
+        if answer is not None:
+            # The request wound down before its 503 went out: the server must not see
+            # this call end before the answer does.
+            await answer
 
     @staticmethod
     async def _answer(scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,5 +1,7 @@
 """Problem documents for routing, body, parsing and unexpected errors; health endpoints."""
 
+import asyncio
+import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +14,7 @@ from sqlmodel import Session, select
 
 from backend.config import Settings
 from backend.main import MAX_BODY_BYTES, create_app
+from backend.middleware import Deadline
 from backend.models import Task
 from tests.conftest import AuthFactory, Factory, assert_problem
 
@@ -276,3 +279,27 @@ def test_another_users_cursor_is_422(
     )
 
     assert_problem(response, 422, "validation_error")
+
+
+def test_deadline_answers_before_the_call_ends_when_the_request_stops_at_once() -> None:
+    """A request that gives up as soon as it is cancelled (no slow cleanup to wait for)
+    still gets its 503 before the middleware returns to the server; a server sees a call
+    that returns without a response as a 500."""
+    sent: list[dict[str, Any]] = []
+
+    async def stalls(_scope: Any, _receive: Any, _send: Any) -> None:
+        await asyncio.sleep(10)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        await asyncio.sleep(0)  # a real server's send yields to the loop
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/api/alice/tasks", "headers": []}
+    asyncio.run(Deadline(stalls, seconds=0.05)(scope, receive, send))
+
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[0]["status"] == 503
+    assert json.loads(sent[1]["body"])["code"] == "timeout"
