@@ -9,8 +9,9 @@
 Requests per second and CPU time move by a quarter between runs on a shared machine; the
 instructions a request executes do not, so a change to the request path is judged here
 before `benchmarks.run` (specs/performance.md). Each app, the service (as a role subject to
-row-level security) and `benchmarks.ceiling`, is called in process as an ASGI app, with no
-HTTP server and no load generator, under callgrind, twice: with a few requests and with
+row-level security) and `benchmarks.ceiling`, is called in process as an ASGI app on uvloop
+(the event loop both serve on), with no HTTP server and no load generator, under callgrind,
+twice: with a few requests and with
 `--requests` more. The difference over `--requests` is one request's instructions;
 start-up and imports cancel out. The ceiling always serves its list page; `--route`,
 `--query`, `--method` and `--body` choose the service's request (a list page by default;
@@ -19,7 +20,6 @@ go side by side, one per core.
 """
 
 import argparse
-import asyncio
 import os
 import re
 import shutil
@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 
+import uvloop
 from starlette.types import Message
 
 from backend.auth import issue_token
@@ -120,7 +121,7 @@ def main() -> None:
     parser.add_argument("--worker", choices=APPS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        asyncio.run(
+        uvloop.run(
             _serve(args.worker, args.path, args.query, args.requests, args.method, args.body)
         )
         return
