@@ -1,6 +1,5 @@
 """The dependencies every user route shares: the session, the owner guard, the caller."""
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 from urllib.parse import quote
 
@@ -9,24 +8,24 @@ from fastapi.security import HTTPAuthorizationCredentials
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.auth import Claims, Scope, TokenVerifier, bearer_scheme, bearer_token
-from backend.db import end_read, scope_to
+from backend.db import scope_to
 from backend.errors import Forbidden, InsufficientScope, RateLimited
+from backend.middleware import READ_METHODS, SESSION, SessionSlot
 from backend.ratelimit import VERDICTS, RateLimiter
 from backend.tokens.service import PAT_PREFIX, verify_personal_token
 from backend.users.service import KnownUsers, ensure_user
 
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CALLER = "todo_api.caller"
 """Scope key: the claims the owner guard accepted for this request."""
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request's session; a read that succeeded ends with `COMMIT` (`end_read`), writes
-    commit in their services."""
-    async with request.app.state.sessionmaker() as session:
-        yield session
-        if request.method in READ_METHODS:
-            await end_read(session)
+async def get_session(request: Request) -> AsyncSession:
+    """The request's session, opened on first use; `SessionPerRequest` ends it after the
+    answer (a read that succeeded with `COMMIT`). Writes commit in their services."""
+    slot: SessionSlot = request.scope[SESSION]
+    if slot.session is None:
+        slot.session = request.app.state.sessionmaker()
+    return slot.session
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

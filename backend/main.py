@@ -21,7 +21,7 @@ from backend.errors import PROBLEM_RESPONSES, DatabaseUnavailable, install_error
 from backend.history.routes import router as history_router
 from backend.idempotency.guard import RecordIdempotentResponses, Replay, replay
 from backend.mcp.server import mcp_sessions, mount_mcp
-from backend.middleware import CatchUnexpected, Deadline, LimitBody
+from backend.middleware import CatchUnexpected, Deadline, LimitBody, SessionPerRequest
 from backend.observability import Metrics, Observe, metrics_router
 from backend.openapi import TAGS, TodoAPI
 from backend.pagination import CursorSigner
@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_exception_handler(Replay, replay)
+    app.add_middleware(SessionPerRequest)  # innermost: the session ends before the rest
     app.add_middleware(RecordIdempotentResponses)
     app.add_middleware(LimitBody, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(Deadline, seconds=settings.request_deadline_seconds)

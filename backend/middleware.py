@@ -1,15 +1,68 @@
-"""ASGI middleware: the request body limit and the last-resort error catcher."""
+"""ASGI middleware: the request's session, the body limit, the deadline and the
+last-resort error catcher."""
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from backend.db import end_read
 from backend.errors import AppError, DeadlineExceeded, PayloadTooLarge, problem
 
 logger = logging.getLogger("todo_api")
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SESSION = "todo_api.session"
+"""Scope key: the request's `SessionSlot`."""
+
+
+@dataclass(slots=True)
+class SessionSlot:
+    """Where the request's session is kept once `backend.deps.get_session` opens it."""
+
+    session: AsyncSession | None = None
+
+
+class SessionPerRequest:
+    """End the request's session, if it opened one, once the answer is sent: a read that
+    succeeded with `COMMIT` (`end_read`), anything else by closing (a rollback of whatever
+    was not committed; writes commit in their services).
+
+    A middleware rather than a `yield` dependency: FastAPI enters a generator dependency
+    through a context manager, an exit stack and a cancel scope on every request, which
+    cost a list request more than its filters (specs/performance.md). Here it is one
+    `try`/`finally`, which also runs when the deadline cancels the request.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        slot = scope[SESSION] = SessionSlot()
+        succeeded = False
+
+        async def send_noting(message: Message) -> None:
+            nonlocal succeeded
+            if message["type"] == "http.response.start":
+                succeeded = message["status"] < 400
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting)
+        finally:
+            if (session := slot.session) is not None:
+                try:
+                    if succeeded and scope["method"] in READ_METHODS:
+                        await end_read(session)
+                finally:
+                    await session.close()
 
 
 class LimitBody:

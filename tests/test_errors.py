@@ -11,6 +11,7 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
+from starlette.types import Message
 
 from backend.config import Settings
 from backend.main import MAX_BODY_BYTES, create_app
@@ -285,15 +286,15 @@ def test_deadline_answers_before_the_call_ends_when_the_request_stops_at_once() 
     """A request that gives up as soon as it is cancelled (no slow cleanup to wait for)
     still gets its 503 before the middleware returns to the server; a server sees a call
     that returns without a response as a 500."""
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
     async def stalls(_scope: Any, _receive: Any, _send: Any) -> None:
         await asyncio.sleep(10)
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         await asyncio.sleep(0)  # a real server's send yields to the loop
         sent.append(message)
 
