@@ -268,7 +268,16 @@ class Task(TaskBase, Versioned, table=True):
         Index("ix_tasks_user_due", "user_id", "due_at", "id"),
         Index("ix_tasks_user_priority", "user_id", "priority", "id"),
         Index("ix_tasks_user_title", "user_id", "title", "id"),
-        Index("ix_tasks_user_completed", "user_id", "completed", "created_at", "id"),
+        # `due_at` carried along: the open and overdue counts of the weekly statistics
+        # are read from the index alone (PostgreSQL; migration covering_stats_indexes).
+        Index(
+            "ix_tasks_user_completed",
+            "user_id",
+            "completed",
+            "created_at",
+            "id",
+            postgresql_include=["due_at"],
+        ),
         Index("ix_tasks_user_category", "user_id", "category_id", "created_at", "id"),
     )
 
@@ -336,7 +345,14 @@ class TaskHistory(SQLModel, table=True):
     __tablename__ = "task_history"
     __table_args__ = (
         ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_task_history_user"),
-        Index("ix_task_history_user_occurred", "user_id", "occurred_at", "id"),
+        # `action` carried along: the week's counts are read from the index alone.
+        Index(
+            "ix_task_history_user_occurred",
+            "user_id",
+            "occurred_at",
+            "id",
+            postgresql_include=["action"],
+        ),
         Index("ix_task_history_user_task", "user_id", "task_id", "occurred_at", "id"),
     )
 

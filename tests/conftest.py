@@ -65,6 +65,7 @@ POSTGRES_ONLY = (
     "tests/test_row_security.py",
     "tests/test_pool.py",
     "tests/test_pgbouncer.py",
+    "tests/test_plans.py",
 )
 """Suites that need a PostgreSQL server: run where the tests run on PostgreSQL (CI)."""
 
@@ -90,8 +91,9 @@ _LEFT_OUT = pytest.StashKey[int]()
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     if left_out := config.stash.get(_LEFT_OUT, 0):
         terminalreporter.write_line(
-            f"{left_out} PostgreSQL-only tests (reliability, row security, pool, PgBouncer) left "
-            "out on SQLite: they run with TEST_DATABASE_URL=postgresql://... (as CI does)."
+            f"{left_out} PostgreSQL-only tests (reliability, row security, pool, PgBouncer,"
+            " plans) left out on SQLite: they run with TEST_DATABASE_URL=postgresql://..."
+            " (as CI does)."
         )
 
 
