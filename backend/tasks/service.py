@@ -16,7 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.conditions import UNCONDITIONAL, Precondition, write_once_current
 from backend.db import LIKE_ESCAPE, like_escape, utcnow
 from backend.errors import InvalidInput, NotFound
-from backend.history.service import record_change
+from backend.history.service import entry, record_change, record_changes
 from backend.models import (
     TASK_SEARCH,
     Category,
@@ -24,7 +24,6 @@ from backend.models import (
     Priority,
     Task,
     TaskCreate,
-    TaskHistory,
     TaskPublic,
 )
 from backend.owned import OWNER, ROW_ID, ById, owned_by
@@ -158,8 +157,7 @@ async def create_task(session: AsyncSession, *, user_id: str, task_in: TaskCreat
         task_in, update={"user_id": user_id, "created_at": now, "updated_at": now}
     )
     session.add(task)
-    record_change(session, task, HistoryAction.created, snapshot(task), at=now)
-    await _commit(session)
+    await _commit_change(session, task, HistoryAction.created, snapshot(task), at=now)
     return task
 
 
@@ -196,8 +194,7 @@ async def update_task(
             action = HistoryAction.updated
         task.updated_at = now
         session.add(task)
-        record_change(session, task, action, diff, at=now)
-        await _commit(session)
+        await _commit_change(session, task, action, diff, at=now)
         return task
 
     return await write_once_current(
@@ -219,7 +216,7 @@ async def delete_task(
         task = precondition.check(
             await get_task(session, user_id=user_id, task_id=task_id, for_update=True)
         )
-        record_change(session, task, HistoryAction.deleted, snapshot(task), at=utcnow())
+        await record_change(session, task, HistoryAction.deleted, snapshot(task), at=utcnow())
         await session.delete(task)
         await session.commit()
 
@@ -243,16 +240,12 @@ async def uncategorize_tasks(
         .execution_options(synchronize_session=False)
     )
     change = {"category_id": {"from": str(category_id), "to": None}}
-    session.add_all(
-        TaskHistory(
-            user_id=user_id,
-            task_id=task_id,
-            action=HistoryAction.updated,
-            changes=change,
-            title=title,
-            occurred_at=at,
-        )
-        for task_id, title in detached.all()
+    await record_changes(
+        session,
+        [
+            entry(user_id, task_id, title, HistoryAction.updated, change, at)
+            for task_id, title in detached.all()
+        ],
     )
 
 
@@ -277,9 +270,18 @@ async def _check_category(session: AsyncSession, *, user_id: str, category_id: U
         raise _unknown_category()
 
 
-async def _commit(session: AsyncSession) -> None:
-    """Commit; the database's own refusal of a foreign category reads as the 422 it is."""
+async def _commit_change(
+    session: AsyncSession,
+    task: Task,
+    action: HistoryAction,
+    changes: dict[str, Any],
+    *,
+    at: datetime,
+) -> None:
+    """Write the change to `task` with its history entry, and commit; the database's own
+    refusal of a foreign category reads as the 422 it is."""
     try:
+        await record_change(session, task, action, changes, at=at)
         await session.commit()
     except IntegrityError:
         await session.rollback()
