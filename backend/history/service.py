@@ -35,7 +35,9 @@ async def record_change(
     at: datetime,
 ) -> None:
     """Write the entry for a change to `task` in the session's transaction; the caller's
-    commit lands the change and its entry together."""
+    commit lands the change and its entry together. The session flushes the task's own
+    pending change first, so a concurrent writer (`StaleDataError`) or a refused category
+    (`IntegrityError`) surfaces here."""
     await record_changes(session, [entry(task.user_id, task.id, task.title, action, changes, at)])
 
 
