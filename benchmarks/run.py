@@ -5,7 +5,8 @@
 Seeds (once) a PostgreSQL database with users of 100, 10,000 and 100,000 tasks, starts
 the raw ceiling (`benchmarks/ceiling.py`) and the service (`todo-api serve`, one worker),
 drives both with wrk, and prints two tables: throughput and latency per endpoint as a
-ratio to the ceiling, then page latency at 100 and 100,000 tasks per user for every sort,
+ratio to the ceiling (measured again right before each run, so that the machine's drift
+over the table cancels), then page latency at 100 and 100,000 tasks per user for every sort,
 filter and search. See specs/performance.md.
 """
 
@@ -185,23 +186,38 @@ def main(argv: Sequence[str] | None = None) -> None:
         for server in (ceiling, service):  # warm up: pools, caches, prepared statements
             wrk(server, first_page, token=token, connections=16, seconds=1)
         rows = []
-        for c in connections:
-            raw = wrk(ceiling, first_page, token=token, connections=c, seconds=args.duration)
-            rows.append(("raw ceiling (list)", c, raw, raw))
-        ceilings = {c: raw for _, c, raw, _ in rows}
+        ceilings: dict[int, list[Result]] = {c: [] for c in connections}
         for scenario in scenarios:
             for c in connections:
                 if scenario.reopen:
                     dataset.reopen(data.admin_dsn, user.user_id, user.open_task_ids)
+                # The ceiling again right before each run: the machine's speed drifts
+                # (the ceiling's own req/s moved by two thirds between runs of one
+                # afternoon), and a ratio to a ceiling measured minutes earlier carries it.
+                raw = wrk(ceiling, first_page, token=token, connections=c, seconds=args.duration)
+                ceilings[c].append(raw)
                 result = wrk(
                     service, scenario.requests, token=token, connections=c, seconds=args.duration
                 )
-                rows.append((scenario.name, c, result, ceilings[c]))
-        _print_throughput(rows)
+                rows.append((scenario.name, c, result, raw))
+        if rows:
+            middle = [
+                ("raw ceiling (list)", c, _median(runs), _median(runs))
+                for c, runs in ceilings.items()
+            ]
+            _print_throughput(middle + rows)
+            for c, runs in ceilings.items():
+                low, high = (f(run.requests_per_second for run in runs) for f in (min, max))
+                print(f"ceiling at {c} connections: {low:.0f} to {high:.0f} req/s (median shown)")
         peaks = f"ceiling {ceiling.peak_rss_mb():.0f} MB, service {service.peak_rss_mb():.0f} MB"
         print(f"\npeak RSS: {peaks}")
         if not args.skip_scale:
             _scale(service, users, tokens, seconds=max(1, round(args.duration / 2)))
+
+
+def _median(runs: list[Result]) -> Result:
+    """The run of median requests/s."""
+    return sorted(runs, key=lambda run: run.requests_per_second)[len(runs) // 2]
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
@@ -214,7 +230,8 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 
 
 def _print_throughput(rows: list[tuple[str, int, Result, Result]]) -> None:
-    """One line per scenario and connection count; the ratio is to the ceiling's req/s."""
+    """One line per scenario and connection count; the ratio is to the req/s of the
+    ceiling run just before it."""
     header = ["endpoint", "conns", "req/s", "p50 ms", "p99 ms", "errors", "ratio", "cpu µs/req"]
     _print_table(
         header,
