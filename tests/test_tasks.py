@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 from backend.config import Settings
 from backend.main import create_app
 from backend.models import Category, Task, TaskHistory
+from backend.tasks import service as tasks_service
 from tests.conftest import AuthFactory, Factory, assert_problem
 
 MISSING_ID = "00000000-0000-7000-8000-0000000000aa"
@@ -377,3 +378,35 @@ def test_task_survives_an_app_restart(settings: Settings, auth: AuthFactory, db:
     assert response.status_code == 200
     assert response.json() == created.json()
     assert db.exec(select(Task)).one().title == "Persist me"
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_category_refused_by_the_database_is_422_and_writes_nothing(
+    client: TestClient,
+    auth: AuthFactory,
+    make_task: Factory,
+    db: Session,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+) -> None:
+    """A category deleted between the service's check and the write: the database's own
+    reference refuses the task's flush, which is a 422 too, and nothing of the write stays
+    (neither the task's change nor its history entry)."""
+    task = make_task("alice", title="Kept")
+
+    async def category_deleted_since(*_args: Any, **_kwargs: Any) -> None:
+        return None
+
+    monkeypatch.setattr(tasks_service, "_check_category", category_deleted_since)
+    path = "/api/alice/tasks" + ("" if method == "POST" else f"/{task['id']}")
+
+    response = client.request(
+        method, path, json={"title": "Sneaky", "category_id": MISSING_ID}, headers=auth("alice")
+    )
+
+    errors = assert_invalid(response, "category_id")
+    assert [error["type"] for error in errors] == ["category_not_found"]
+    db.expire_all()
+    stored = db.exec(select(Task)).one()
+    assert (stored.title, stored.category_id) == ("Kept", None)
+    assert [entry.action for entry in db.exec(select(TaskHistory)).all()] == ["created"]

@@ -1,5 +1,7 @@
 """Tasks: every read and write of a user's tasks, each write with its history entry."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -157,7 +159,9 @@ async def create_task(session: AsyncSession, *, user_id: str, task_in: TaskCreat
         task_in, update={"user_id": user_id, "created_at": now, "updated_at": now}
     )
     session.add(task)
-    await _commit_change(session, task, HistoryAction.created, snapshot(task), at=now)
+    async with _category_refusal_as_422(session):
+        await record_change(session, task, HistoryAction.created, snapshot(task), at=now)
+        await session.commit()
     return task
 
 
@@ -194,7 +198,9 @@ async def update_task(
             action = HistoryAction.updated
         task.updated_at = now
         session.add(task)
-        await _commit_change(session, task, action, diff, at=now)
+        async with _category_refusal_as_422(session):
+            await record_change(session, task, action, diff, at=now)
+            await session.commit()
         return task
 
     return await write_once_current(
@@ -270,19 +276,12 @@ async def _check_category(session: AsyncSession, *, user_id: str, category_id: U
         raise _unknown_category()
 
 
-async def _commit_change(
-    session: AsyncSession,
-    task: Task,
-    action: HistoryAction,
-    changes: dict[str, Any],
-    *,
-    at: datetime,
-) -> None:
-    """Write the change to `task` with its history entry, and commit; the database's own
-    refusal of a foreign category reads as the 422 it is."""
+@asynccontextmanager
+async def _category_refusal_as_422(session: AsyncSession) -> AsyncIterator[None]:
+    """The database's own refusal of a foreign category (the task's flush, which the
+    history entry's insert or the commit sets off) reads as the 422 it is."""
     try:
-        await record_change(session, task, action, changes, at=at)
-        await session.commit()
+        yield
     except IntegrityError:
         await session.rollback()
         raise _unknown_category() from None
