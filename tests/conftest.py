@@ -66,6 +66,7 @@ POSTGRES_ONLY = (
     "tests/test_pool.py",
     "tests/test_pgbouncer.py",
     "tests/test_plans.py",
+    "tests/test_migrations_postgres.py",
 )
 """Suites that need a PostgreSQL server: run where the tests run on PostgreSQL (CI)."""
 
@@ -92,8 +93,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if left_out := config.stash.get(_LEFT_OUT, 0):
         terminalreporter.write_line(
             f"{left_out} PostgreSQL-only tests (reliability, row security, pool, PgBouncer,"
-            " plans) left out on SQLite: they run with TEST_DATABASE_URL=postgresql://..."
-            " (as CI does)."
+            " plans, transactional migrations) left out on SQLite: they run with"
+            " TEST_DATABASE_URL=postgresql://... (as CI does)."
         )
 
 
@@ -214,3 +215,27 @@ def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
 
 def migrations_dir() -> Path:
     return migrate.MIGRATIONS
+
+
+@pytest.fixture
+def fresh_settings(engine: Engine, tmp_path: os.PathLike[str]) -> Iterator[Settings]:
+    """Settings for an empty database: a new SQLite file, or a throwaway PostgreSQL database."""
+    if engine.dialect.name != "postgresql":
+        yield Settings(
+            _env_file=None,
+            environment="test",
+            database_url=f"sqlite:///{tmp_path}/fresh.db",
+            jwt_secret=SECRET,
+        )
+        return
+    name = f"todo_h3_migrations_{os.getpid()}"
+    admin = engine.execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        url = engine.url.set(database=name).render_as_string(hide_password=False)
+        yield Settings(_env_file=None, environment="test", database_url=url, jwt_secret=SECRET)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

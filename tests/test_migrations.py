@@ -1,51 +1,26 @@
 """Alembic migrations on a fresh database, and the keys the schema enforces by itself."""
 
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 from uuid import UUID
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, Inspector, create_engine, inspect, text
+from sqlalchemy import Inspector, create_engine, inspect
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from backend import migrate
 from backend.config import Settings
 from backend.models import TASK_SEARCH, Category, HistoryAction, Task, TaskHistory, User
-from tests.conftest import SECRET, TABLES, sync_url
+from tests.conftest import TABLES, sync_url
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 ALICE_CATEGORY = UUID("00000000-0000-7000-8000-0000000000a1")
 BOB_CATEGORY = UUID("00000000-0000-7000-8000-0000000000b1")
 TASK = UUID("00000000-0000-7000-8000-0000000000a2")
 T = TypeVar("T")
-
-
-@pytest.fixture
-def fresh_settings(engine: Engine, tmp_path: os.PathLike[str]) -> Iterator[Settings]:
-    """Settings for an empty database: a new SQLite file, or a throwaway PostgreSQL database."""
-    if engine.dialect.name != "postgresql":
-        yield Settings(
-            _env_file=None,
-            environment="test",
-            database_url=f"sqlite:///{tmp_path}/fresh.db",
-            jwt_secret=SECRET,
-        )
-        return
-    name = f"todo_h3_migrations_{os.getpid()}"
-    admin = engine.execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        url = engine.url.set(database=name).render_as_string(hide_password=False)
-        yield Settings(_env_file=None, environment="test", database_url=url, jwt_secret=SECRET)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _inspected(settings: Settings, read: Callable[[Inspector], T]) -> T:
