@@ -39,14 +39,16 @@ def _run(connection: Connection) -> None:
 
 async def _run_online() -> None:
     engine = db.create_engine(_settings())
-    async with engine.connect() as connection:
-        if connection.dialect.name == "postgresql":
-            # The service's engine runs the driver in autocommit (its sessions send their
-            # own BEGIN); migrations need PostgreSQL's transactional DDL back, so that an
-            # upgrade lands whole or not at all.
-            await connection.execution_options(isolation_level="READ COMMITTED")
-        await connection.run_sync(_run)
-    await engine.dispose()
+    try:
+        async with engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                # The service's engine runs the driver in autocommit (its sessions send
+                # their own BEGIN); migrations need PostgreSQL's transactional DDL back, so
+                # that an upgrade lands whole or not at all.
+                await connection.execution_options(isolation_level="READ COMMITTED")
+            await connection.run_sync(_run)
+    finally:
+        await engine.dispose()  # a failed upgrade too: no pooled connection left open
 
 
 if context.is_offline_mode():
