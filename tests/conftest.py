@@ -6,14 +6,14 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jwt
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import AliasChoices
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, Inspector, create_engine, event, inspect, text
 from sqlmodel import Session
 
 from backend import migrate
@@ -239,3 +239,33 @@ def fresh_settings(engine: Engine, tmp_path: os.PathLike[str]) -> Iterator[Setti
     finally:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+T = TypeVar("T")
+
+
+def inspected(settings: Settings, read: Callable[[Inspector], T]) -> T:
+    """What `read` finds in the database of `settings`."""
+    engine = create_engine(sync_url(settings.database_url))
+    try:
+        return read(inspect(engine))
+    finally:
+        engine.dispose()
+
+
+def table_names(settings: Settings) -> set[str]:
+    return set(inspected(settings, Inspector.get_table_names))
+
+
+def explain(engine: Engine, statement: Any, values: dict[str, Any], *, as_user: str) -> str:
+    """PostgreSQL's plan for `statement` with `values`, compiled and bound as the service
+    runs it, in a transaction scoped to `as_user` as the service's are."""
+
+    def explain_instead(*args: Any) -> tuple[str, Any]:
+        _connection, _cursor, sql, parameters, _context, _many = args
+        return f"EXPLAIN {sql}", parameters
+
+    with engine.begin() as connection:
+        connection.execute(text("SELECT set_config('app.user_id', :u, true)"), {"u": as_user})
+        event.listen(connection, "before_cursor_execute", explain_instead, retval=True)
+        return "\n".join(row[0] for row in connection.execute(statement, values))

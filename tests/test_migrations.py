@@ -1,47 +1,31 @@
 """Alembic migrations on a fresh database, and the keys the schema enforces by itself."""
 
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TypeVar
 from uuid import UUID
 
 import pytest
 from alembic import command
-from sqlalchemy import Inspector, create_engine, inspect
+from sqlalchemy import Inspector
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from backend import migrate
 from backend.config import Settings
 from backend.models import TASK_SEARCH, Category, HistoryAction, Task, TaskHistory, User
-from tests.conftest import TABLES, sync_url
+from tests.conftest import TABLES, inspected, table_names
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 ALICE_CATEGORY = UUID("00000000-0000-7000-8000-0000000000a1")
 BOB_CATEGORY = UUID("00000000-0000-7000-8000-0000000000b1")
 TASK = UUID("00000000-0000-7000-8000-0000000000a2")
-T = TypeVar("T")
-
-
-def _inspected(settings: Settings, read: Callable[[Inspector], T]) -> T:
-    """What `read` finds in the database of `settings`."""
-    engine = create_engine(sync_url(settings.database_url))
-    try:
-        return read(inspect(engine))
-    finally:
-        engine.dispose()
-
-
-def _tables(settings: Settings) -> set[str]:
-    return set(_inspected(settings, Inspector.get_table_names))
 
 
 def test_upgrade_head_creates_the_four_tables(fresh_settings: Settings) -> None:
-    assert _tables(fresh_settings) & set(TABLES) == set()
+    assert table_names(fresh_settings) & set(TABLES) == set()
 
     migrate.upgrade(fresh_settings)
 
-    assert _tables(fresh_settings) >= {*TABLES, "alembic_version"}
+    assert table_names(fresh_settings) >= {*TABLES, "alembic_version"}
 
 
 def test_downgrade_base_removes_the_tables(fresh_settings: Settings) -> None:
@@ -49,7 +33,7 @@ def test_downgrade_base_removes_the_tables(fresh_settings: Settings) -> None:
 
     migrate.downgrade(fresh_settings, "base")
 
-    assert _tables(fresh_settings) & set(TABLES) == set()
+    assert table_names(fresh_settings) & set(TABLES) == set()
 
 
 def test_upgrade_after_downgrade_recreates_the_tables(fresh_settings: Settings) -> None:
@@ -58,7 +42,7 @@ def test_upgrade_after_downgrade_recreates_the_tables(fresh_settings: Settings) 
 
     migrate.upgrade(fresh_settings)
 
-    assert _tables(fresh_settings) >= set(TABLES)
+    assert table_names(fresh_settings) >= set(TABLES)
 
 
 def test_upgrade_head_twice_changes_nothing(fresh_settings: Settings) -> None:
@@ -66,7 +50,7 @@ def test_upgrade_head_twice_changes_nothing(fresh_settings: Settings) -> None:
 
     migrate.upgrade(fresh_settings)
 
-    assert _tables(fresh_settings) >= set(TABLES)
+    assert table_names(fresh_settings) >= set(TABLES)
 
 
 def test_check_finds_no_drift_after_upgrade(fresh_settings: Settings) -> None:
@@ -77,13 +61,13 @@ def test_check_finds_no_drift_after_upgrade(fresh_settings: Settings) -> None:
 
 def test_search_view_has_every_column_of_tasks(fresh_settings: Settings) -> None:
     migrate.upgrade(fresh_settings)
-    columns = _inspected(fresh_settings, lambda inspector: inspector.get_columns("task_search"))
+    columns = inspected(fresh_settings, lambda inspector: inspector.get_columns("task_search"))
     view = [column["name"] for column in columns]
 
     tasks = Task.__table__.columns.keys()  # type: ignore[attr-defined]
     assert set(view) == set(TASK_SEARCH.columns.keys()) == set(tasks)
     migrate.downgrade(fresh_settings, "base")
-    assert "task_search" not in _inspected(fresh_settings, Inspector.get_view_names)
+    assert "task_search" not in inspected(fresh_settings, Inspector.get_view_names)
 
 
 def _enforce_foreign_keys(db: Session) -> None:

@@ -6,8 +6,7 @@ from sqlalchemy import create_engine, text
 
 from backend import migrate
 from backend.config import Settings
-from tests.conftest import sync_url
-from tests.test_migrations import _tables
+from tests.conftest import sync_url, table_names
 
 
 def test_a_failed_upgrade_leaves_the_database_as_it_was(fresh_settings: Settings) -> None:
@@ -22,6 +21,6 @@ def test_a_failed_upgrade_leaves_the_database_as_it_was(fresh_settings: Settings
         with pytest.raises(Exception, match="task_search"):
             migrate.upgrade(fresh_settings)
 
-        assert _tables(fresh_settings) == {"task_search"}
+        assert table_names(fresh_settings) == {"task_search"}
     finally:
         engine.dispose()

@@ -1,32 +1,17 @@
 """PostgreSQL's plans for statements whose cost would otherwise grow with a user's data."""
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, text
 
 from backend.owned import OWNER
 from backend.stats.service import _WEEK
-from tests.conftest import AuthFactory
+from tests.conftest import AuthFactory, explain
 
 USER, OTHER = "alice", "bob"
 ROWS = {USER: 2_000, OTHER: 20_000}
 """The caller's rows among many others', as in a shared database."""
-
-
-def _explain(engine: Engine, statement: Any, values: dict[str, Any]) -> str:
-    """PostgreSQL's plan for `statement` with `values`, compiled and bound as the service
-    runs it."""
-
-    def explain(*args: Any) -> tuple[str, Any]:
-        _connection, _cursor, sql, parameters, _context, _many = args
-        return f"EXPLAIN {sql}", parameters
-
-    with engine.begin() as connection:
-        event.listen(connection, "before_cursor_execute", explain, retval=True)
-        rows = connection.execute(statement, values)
-        return "\n".join(row[0] for row in rows)
 
 
 def test_weekly_counts_are_read_from_their_indexes_alone(
@@ -61,7 +46,7 @@ def test_weekly_counts_are_read_from_their_indexes_alone(
     now = datetime.now(UTC)
     values = {f"day{i}": now - timedelta(days=7 - i) for i in range(8)}
 
-    plan = _explain(engine, _WEEK, values | {OWNER: USER, "now": now})
+    plan = explain(engine, _WEEK, values | {OWNER: USER, "now": now}, as_user=USER)
 
     assert "Index Only Scan using ix_tasks_user_completed" in plan, plan
     assert "Index Only Scan using ix_task_history_user_occurred" in plan, plan

@@ -15,7 +15,7 @@ from backend.config import Settings
 from backend.main import create_app
 from backend.owned import OWNER
 from backend.tasks.service import SEARCHED, TASKS
-from tests.conftest import AuthFactory, sync_url
+from tests.conftest import AuthFactory, explain, sync_url
 
 ROLE = "todo_rls_app"
 OWNED_TABLES = (
@@ -139,15 +139,6 @@ def test_write_for_another_user_is_refused_by_the_database(
     assert updated == []
 
 
-def _plan(engine: Engine, statement: Any, values: dict[str, Any]) -> str:
-    """PostgreSQL's plan for `statement`, run as the caller `values[OWNER]`."""
-    compiled = statement.compile(dialect=engine.dialect)
-    with engine.begin() as connection:
-        connection.execute(text("SELECT set_config('app.user_id', :u, true)"), {"u": values[OWNER]})
-        rows = connection.exec_driver_sql(f"EXPLAIN {compiled.string}", compiled.params | values)
-        return "\n".join(row[0] for row in rows)
-
-
 def test_search_can_use_the_trigram_index_under_row_security(
     restricted_client: TestClient, auth: AuthFactory, restricted: Engine, engine: Engine
 ) -> None:
@@ -167,8 +158,8 @@ def test_search_can_use_the_trigram_index_under_row_security(
     search = {"q": "xylophone", OWNER: "alice"}
     listing = frozenset({"q"})
 
-    through_view = _plan(restricted, SEARCHED.statement(listing), search)
-    through_table = _plan(restricted, TASKS.statement(listing), search)
+    through_view = explain(restricted, SEARCHED.statement(listing), search, as_user="alice")
+    through_table = explain(restricted, TASKS.statement(listing), search, as_user="alice")
 
     assert "ix_tasks_search" in through_view, through_view
     assert "ix_tasks_search" not in through_table, through_table  # ILIKE waits for the policy
