@@ -9,9 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
+from backend.conditions import etag_of
 from backend.config import Settings
 from backend.main import create_app
-from backend.models import Category, Task, TaskHistory
+from backend.models import Category, Task, TaskHistory, TaskPublic
 from backend.tasks import service as tasks_service
 from tests.conftest import AuthFactory, Factory, assert_problem
 
@@ -87,6 +88,29 @@ def test_create_task_applies_defaults_and_records_creation(
     entry = db.exec(select(TaskHistory)).one()
     assert (entry.action, str(entry.task_id), entry.title) == ("created", task["id"], "Read")
     assert entry.changes == task
+
+
+def test_create_task_answers_the_row_it_stored(
+    client: TestClient, auth: AuthFactory, db: Session, make_category: Factory
+) -> None:
+    category = make_category("alice", name="Home")
+    sent = {
+        "title": "Pay rent",
+        "description": "Before Friday",
+        "priority": "high",
+        "due_at": "2026-12-10T09:30:00+01:00",
+        "category_id": category["id"],
+    }
+
+    response = client.post("/api/alice/tasks", json=sent, headers=auth("alice"))
+
+    assert response.status_code == 201, response.text
+    stored = TaskPublic.model_validate(db.exec(select(Task)).one()).model_dump(mode="json")
+    assert response.json() == stored
+    assert stored["due_at"] == "2026-12-10T08:30:00Z"
+    assert response.headers["ETag"] == etag_of(1)
+    fetched = client.get(response.headers["Location"], headers=auth("alice"))
+    assert (fetched.json(), fetched.headers["ETag"]) == (stored, etag_of(1))
 
 
 def test_create_task_stores_the_token_subject_as_owner(

@@ -118,7 +118,7 @@ def _precondition(args: TaskWrite) -> Precondition:
     return Precondition(etag_of(args.expected_version))
 
 
-def _task(task: Task, sentence: str) -> Outcome:
+def _task(task: Task | TaskPublic, sentence: str) -> Outcome:
     public = TaskPublic.model_validate(task)
     return public, f'{sentence} "{public.title}" (id {public.id}, version {public.version}).'
 
