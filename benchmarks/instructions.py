@@ -5,6 +5,8 @@
     .venv/bin/python -m benchmarks.instructions --query "completed=false&sort=due_at"
     .venv/bin/python -m benchmarks.instructions --route stats/weekly --query ""
     .venv/bin/python -m benchmarks.instructions --method POST --query "" --body '{"title": "x"}'
+    .venv/bin/python -m benchmarks.instructions --method PATCH --route tasks/<id> --query "" \
+        --body '{"title": "renamed {n}"}'
 
 Requests per second and CPU time move by a quarter between runs on a shared machine; the
 instructions a request executes do not, so a change to the request path is judged here
@@ -15,11 +17,13 @@ twice: with a few requests and with
 `--requests` more. The difference over `--requests` is one request's instructions;
 start-up and imports cancel out. The ceiling always serves its list page; `--route`,
 `--query`, `--method` and `--body` choose the service's request (a list page by default;
-a POST creates a task per request in the benchmark user's list). Both runs of an app
+a POST creates a task per request in the benchmark user's list; `{n}` in the body is the
+request's number). Both runs of an app
 go side by side, one per core.
 """
 
 import argparse
+import itertools
 import os
 import re
 import shutil
@@ -54,7 +58,7 @@ async def _serve(
     token = issue_token(Settings(), user_id, ttl_seconds=3600, now=int(time.time()))
     headers = [(b"host", b"bench"), (b"authorization", f"Bearer {token}".encode())]
     if body:
-        headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        headers.append((b"content-type", b"application/json"))
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -70,8 +74,13 @@ async def _serve(
         "server": ("bench", 80),
     }
 
+    # `{n}` in the body numbers the requests (and the process, as two run side by side),
+    # so that each PATCH really changes the task.
+    bodies = (body.replace("{n}", f"{os.getpid()}-{n}").encode() for n in itertools.count())
+    sent = b""
+
     async def receive() -> Message:
-        return {"type": "http.request", "body": body.encode(), "more_body": False}
+        return {"type": "http.request", "body": sent, "more_body": False}
 
     async def send(message: Message) -> None:
         if message["type"] == "http.response.start" and message["status"] not in (200, 201):
@@ -79,7 +88,9 @@ async def _serve(
 
     async with app.router.lifespan_context(app):
         for _ in range(requests):
-            await app({**scope, "state": {}}, receive, send)
+            sent = next(bodies)
+            length = [(b"content-length", b"%d" % len(sent))] if body else []
+            await app({**scope, "headers": headers + length, "state": {}}, receive, send)
 
 
 def _count(

@@ -2,13 +2,16 @@
 
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.models import Task, TaskHistory
-from tests.conftest import AuthFactory, Factory
+from backend.models import Task, TaskHistory, TaskPublic
+from backend.tasks import service as tasks_service
+from tests.conftest import AuthFactory, Factory, assert_problem
 from tests.test_tasks import MISSING_ID, assert_invalid
 
 FULL = {
@@ -232,6 +235,68 @@ def test_update_task_bumps_version_once_per_change(
     assert versions == [2, 3, 3]
     assert stored_task(db).version == 3
     assert history(db) == ["created", "updated", "updated"]
+
+
+def _lose_the_first_race(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The first locked read answers a version another writer has since replaced, as if
+    it had written between the read and the write-back; later reads are current. The
+    versions the update read, in order."""
+    read_locked = tasks_service._read_locked
+    versions: list[int] = []
+
+    async def stale_first(session: AsyncSession, *, user_id: str, task_id: UUID) -> TaskPublic:
+        current = await read_locked(session, user_id=user_id, task_id=task_id)
+        if not versions:
+            current = current.model_copy(update={"version": current.version - 1})
+        versions.append(current.version)
+        return current
+
+    monkeypatch.setattr(tasks_service, "_read_locked", stale_first)
+    return versions
+
+
+def test_update_task_that_lost_a_race_is_applied_to_the_current_row(
+    client: TestClient,
+    auth: AuthFactory,
+    make_task: Factory,
+    db: Session,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    task = make_task(title="Before")
+    versions = _lose_the_first_race(monkeypatch)
+
+    response = client.patch(
+        f"/api/alice/tasks/{task['id']}", json={"title": "After"}, headers=auth("alice")
+    )
+
+    assert response.status_code == 200, response.text
+    assert (response.json()["title"], response.json()["version"]) == ("After", 2)
+    assert versions == [0, 1]  # the stale write changed nothing; the second applied
+    assert (stored_task(db).title, stored_task(db).version) == ("After", 2)
+    assert history(db) == ["created", "updated"]
+
+
+def test_conditional_update_that_lost_a_race_is_412_and_writes_nothing(
+    client: TestClient,
+    auth: AuthFactory,
+    make_task: Factory,
+    db: Session,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    task = make_task(title="Before")
+    versions = _lose_the_first_race(monkeypatch)
+
+    response = client.patch(
+        f"/api/alice/tasks/{task['id']}",
+        json={"title": "After"},
+        headers=auth("alice") | {"If-Match": '"0"'},  # the version the stale read shows
+    )
+
+    assert_problem(response, 412, "precondition_failed")
+    assert response.headers["ETag"] == '"1"'
+    assert versions == [0]
+    assert (stored_task(db).title, stored_task(db).version) == ("Before", 1)
+    assert history(db) == ["created"]
 
 
 def test_update_task_moves_updated_at_only(

@@ -164,7 +164,7 @@ async def update_task(caller: Caller, args: UpdateTaskArgs) -> Outcome:
     return _task(task, "Updated task")
 
 
-async def _set_completed(caller: Caller, args: TaskWrite, completed: bool) -> Task:
+async def _set_completed(caller: Caller, args: TaskWrite, completed: bool) -> TaskPublic:
     return await tasks.update_task(
         caller.session,
         user_id=caller.user_id,
