@@ -240,18 +240,22 @@ def test_update_task_bumps_version_once_per_change(
 def _lose_the_first_race(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The first locked read answers a version another writer has since replaced, as if
     it had written between the read and the write-back; later reads are current. The
-    versions the update read, in order."""
-    read_locked = tasks_service._read_locked
+    versions the write read, in order."""
+    get_task = tasks_service.get_task
     versions: list[int] = []
 
-    async def stale_first(session: AsyncSession, *, user_id: str, task_id: UUID) -> TaskPublic:
-        current = await read_locked(session, user_id=user_id, task_id=task_id)
+    async def stale_first(
+        session: AsyncSession, *, user_id: str, task_id: UUID, for_update: bool = False
+    ) -> TaskPublic:
+        current = await get_task(session, user_id=user_id, task_id=task_id, for_update=for_update)
+        if not for_update:
+            return current
         if not versions:
             current = current.model_copy(update={"version": current.version - 1})
         versions.append(current.version)
         return current
 
-    monkeypatch.setattr(tasks_service, "_read_locked", stale_first)
+    monkeypatch.setattr(tasks_service, "get_task", stale_first)
     return versions
 
 
@@ -297,6 +301,24 @@ def test_conditional_update_that_lost_a_race_is_412_and_writes_nothing(
     assert versions == [0]
     assert (stored_task(db).title, stored_task(db).version) == ("Before", 1)
     assert history(db) == ["created"]
+
+
+def test_delete_task_that_lost_a_race_deletes_the_current_row_once(
+    client: TestClient,
+    auth: AuthFactory,
+    make_task: Factory,
+    db: Session,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    task = make_task(title="Going")
+    versions = _lose_the_first_race(monkeypatch)
+
+    response = client.delete(f"/api/alice/tasks/{task['id']}", headers=auth("alice"))
+
+    assert response.status_code == 204, response.text
+    assert versions == [0, 1]
+    assert db.exec(select(Task)).all() == []
+    assert history(db) == ["created", "deleted"]
 
 
 def test_update_task_moves_updated_at_only(

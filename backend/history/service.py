@@ -13,7 +13,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from uuid6 import uuid7
 
 from backend.errors import NotFound
-from backend.models import HistoryAction, Task, TaskHistory
+from backend.models import HistoryAction, TaskHistory
 from backend.owned import OWNER, ById, owned_by
 from backend.pagination import Keyset, PageRequest, Record, fetch_page
 
@@ -24,21 +24,6 @@ NEWEST_FIRST = Keyset(
     adapter=TypeAdapter(AwareDatetime),
     descending=True,
 )
-
-
-async def record_change(
-    session: AsyncSession,
-    task: Task,
-    action: HistoryAction,
-    changes: dict[str, Any],
-    *,
-    at: datetime,
-) -> None:
-    """Write the entry for a change to `task` in the session's transaction; the caller's
-    commit lands the change and its entry together. The session flushes the task's own
-    pending change first, so a concurrent writer (`StaleDataError`) or a refused category
-    (`IntegrityError`) surfaces here."""
-    await record_changes(session, [entry(task.user_id, task.id, task.title, action, changes, at)])
 
 
 def entry(

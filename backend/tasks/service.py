@@ -9,7 +9,18 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, TypeAdapter
 from pydantic_core import to_jsonable_python
-from sqlalchemy import ColumnElement, Select, TableClause, bindparam, insert, or_, update
+from sqlalchemy import (
+    ColumnElement,
+    Delete,
+    Select,
+    TableClause,
+    Update,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    update,
+)
 from sqlalchemy import select as select_rows
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
@@ -20,7 +31,7 @@ from uuid6 import uuid7
 from backend.conditions import UNCONDITIONAL, Precondition, write_once_current
 from backend.db import LIKE_ESCAPE, like_escape, utcnow
 from backend.errors import InvalidInput, NotFound
-from backend.history.service import entry, record_change, record_changes
+from backend.history.service import entry, record_changes
 from backend.models import (
     TASK_SEARCH,
     Category,
@@ -30,7 +41,7 @@ from backend.models import (
     TaskCreate,
     TaskPublic,
 )
-from backend.owned import OWNER, ROW_ID, ById, owned_by
+from backend.owned import OWNER, ROW_ID, owned_by
 from backend.pagination import Keyset, PageRequest, Record, fetch_page
 
 TaskSort = Literal[
@@ -106,17 +117,20 @@ SEARCHED = _Listings(TASK_SEARCH)
 security (`backend.models.TASK_SEARCH`); every other list reads the table."""
 SORTS = TASKS.sorts
 
-_BY_ID = ById(Task)
-
 
 async def get_task(
     session: AsyncSession, *, user_id: str, task_id: UUID, for_update: bool = False
-) -> Task:
-    """The caller's task; `for_update` locks its row until the commit (PostgreSQL)."""
-    task = await _BY_ID.get(session, owner=user_id, row_id=task_id, for_update=for_update)
-    if task is None:
+) -> TaskPublic:
+    """The caller's task, read as a plain row (no `Task` entity: tasks are written by plain
+    statements too); `for_update` locks it until the commit (PostgreSQL)."""
+    connection = await session.connection()
+    found = await connection.execute(
+        _LOCKED if for_update else _READ, {OWNER: user_id, ROW_ID: task_id}
+    )
+    row = found.mappings().first()
+    if row is None:
         raise NotFound
-    return task
+    return TaskPublic.model_validate(dict(row))
 
 
 async def list_tasks(
@@ -192,7 +206,9 @@ async def update_task(
     for the unit of work to track (specs/performance.md)."""
 
     async def write() -> TaskPublic:
-        task = precondition.check(await _read_locked(session, user_id=user_id, task_id=task_id))
+        task = precondition.check(
+            await get_task(session, user_id=user_id, task_id=task_id, for_update=True)
+        )
         if changes.get("category_id") not in (None, task.category_id):
             await _check_category(session, user_id=user_id, category_id=changes["category_id"])
         now = utcnow()
@@ -212,7 +228,8 @@ async def update_task(
         changed = task.model_copy(update=values | {"updated_at": now, "version": task.version + 1})
         written = entry(user_id, task_id, changed.title, action, diff, now)
         async with _category_refusal_as_422(session):
-            await _write_back(session, user_id=user_id, read=task, changed=changed)
+            values = changed.model_dump(exclude={"id", "created_at"})
+            await _at_version(session, _UPDATE, user_id=user_id, read=task, values=values)
             await record_changes(session, [written])
             await session.commit()
         return changed
@@ -226,41 +243,35 @@ async def update_task(
 
 
 _TABLE = Task.__table__  # type: ignore[attr-defined]
-_INSERT = insert(_TABLE)
-_LOCKED = (
-    select_rows(*(_TABLE.c[name] for name in TaskPublic.model_fields))
-    .where(owned_by(_TABLE.c.user_id), _TABLE.c.id == bindparam(ROW_ID))
-    .with_for_update()
+_READ = select_rows(*(_TABLE.c[name] for name in TaskPublic.model_fields)).where(
+    owned_by(_TABLE.c.user_id), _TABLE.c.id == bindparam(ROW_ID)
 )
+_LOCKED = _READ.with_for_update()
+_INSERT = insert(_TABLE)
 _READ_VERSION = "read_version"
-_UPDATE = update(_TABLE).where(
+_AT_VERSION = (
     owned_by(_TABLE.c.user_id),
     _TABLE.c.id == bindparam(ROW_ID),
     _TABLE.c.version == bindparam(_READ_VERSION),
 )
+_UPDATE = update(_TABLE).where(*_AT_VERSION)
 """Its `SET` is the parameters named after columns: the task's new values."""
+_DELETE = delete(_TABLE).where(*_AT_VERSION)
 
 
-async def _read_locked(session: AsyncSession, *, user_id: str, task_id: UUID) -> TaskPublic:
-    """The caller's task, its row locked until the commit (PostgreSQL)."""
-    connection = await session.connection()
-    found = await connection.execute(_LOCKED, {OWNER: user_id, ROW_ID: task_id})
-    row = found.mappings().first()
-    if row is None:
-        raise NotFound
-    return TaskPublic.model_validate(dict(row))
-
-
-async def _write_back(
-    session: AsyncSession, *, user_id: str, read: TaskPublic, changed: TaskPublic
+async def _at_version(
+    session: AsyncSession,
+    statement: Update | Delete,
+    *,
+    user_id: str,
+    read: TaskPublic,
+    values: dict[str, Any] | None = None,
 ) -> None:
-    """`changed` over the row, if it is still the version `read`; else `StaleDataError`,
-    which `write_once_current` answers (the row lock makes that SQLite's case only)."""
-    values = changed.model_dump(exclude={"id", "created_at"})
-    written = await session.exec(
-        _UPDATE,
-        params={OWNER: user_id, ROW_ID: read.id, _READ_VERSION: read.version, **values},
-    )
+    """Run `statement` on the task `read`, if the row is still that version; else
+    `StaleDataError`, which `write_once_current` answers (the row lock makes that SQLite's
+    case only)."""
+    params = {OWNER: user_id, ROW_ID: read.id, _READ_VERSION: read.version, **(values or {})}
+    written = await session.exec(statement, params=params)
     if written.rowcount != 1:
         raise StaleDataError(f"task {read.id} is no longer version {read.version}")
 
@@ -276,8 +287,9 @@ async def delete_task(
         task = precondition.check(
             await get_task(session, user_id=user_id, task_id=task_id, for_update=True)
         )
-        await record_change(session, task, HistoryAction.deleted, snapshot(task), at=utcnow())
-        await session.delete(task)
+        gone = entry(user_id, task_id, task.title, HistoryAction.deleted, snapshot(task), utcnow())
+        await _at_version(session, _DELETE, user_id=user_id, read=task)
+        await record_changes(session, [gone])
         await session.commit()
 
     await write_once_current(
