@@ -55,7 +55,7 @@ def serve(
     if migrate:
         migrations.upgrade(settings)
     uvicorn.run(
-        "backend.main:create_app",
+        "backend.main:serve_app",
         factory=True,
         host=host,
         port=port,
