@@ -11,6 +11,7 @@ filter and search. See specs/performance.md.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -47,18 +48,34 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def processes(self) -> list[int]:
+        """The serving process and its descendants (with `--workers`, uvicorn's workers)."""
+        pids = [self.process.pid]
+        for pid in pids:  # grows as it goes: children, then theirs
+            with contextlib.suppress(OSError):
+                pids += map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+        return pids
+
     def cpu_seconds(self) -> float:
-        """User + system CPU time the serving process has used so far."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time the serving processes have used so far."""
+        ticks = 0
+        for pid in self.processes():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def peak_rss_mb(self) -> float:
-        """The high-water mark of resident memory (VmHWM) of the serving process."""
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        kilobytes = next(
-            int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")
-        )
-        return kilobytes / 1024
+        """The high-water mark of resident memory (VmHWM) of the largest serving process:
+        the one worker, or the largest of `--workers`."""
+        peaks = [0]
+        for pid in self.processes():
+            with contextlib.suppress(OSError):
+                status = Path(f"/proc/{pid}/status").read_text()
+                peaks += (
+                    int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")
+                )
+        return max(peaks) / 1024
 
 
 @dataclass
