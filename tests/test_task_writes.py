@@ -237,7 +237,8 @@ def test_update_task_bumps_version_once_per_change(
     assert history(db) == ["created", "updated", "updated"]
 
 
-def _lose_the_first_race(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+@pytest.fixture
+def lost_race(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The first locked read answers a version another writer has since replaced, as if
     it had written between the read and the write-back; later reads are current. The
     versions the write read, in order."""
@@ -264,10 +265,9 @@ def test_update_task_that_lost_a_race_is_applied_to_the_current_row(
     auth: AuthFactory,
     make_task: Factory,
     db: Session,
-    monkeypatch: pytest.MonkeyPatch,
+    lost_race: list[int],
 ) -> None:
     task = make_task(title="Before")
-    versions = _lose_the_first_race(monkeypatch)
 
     response = client.patch(
         f"/api/alice/tasks/{task['id']}", json={"title": "After"}, headers=auth("alice")
@@ -275,7 +275,7 @@ def test_update_task_that_lost_a_race_is_applied_to_the_current_row(
 
     assert response.status_code == 200, response.text
     assert (response.json()["title"], response.json()["version"]) == ("After", 2)
-    assert versions == [0, 1]  # the stale write changed nothing; the second applied
+    assert lost_race == [0, 1]  # the stale write changed nothing; the second applied
     assert (stored_task(db).title, stored_task(db).version) == ("After", 2)
     assert history(db) == ["created", "updated"]
 
@@ -285,10 +285,9 @@ def test_conditional_update_that_lost_a_race_is_412_and_writes_nothing(
     auth: AuthFactory,
     make_task: Factory,
     db: Session,
-    monkeypatch: pytest.MonkeyPatch,
+    lost_race: list[int],
 ) -> None:
     task = make_task(title="Before")
-    versions = _lose_the_first_race(monkeypatch)
 
     response = client.patch(
         f"/api/alice/tasks/{task['id']}",
@@ -298,7 +297,7 @@ def test_conditional_update_that_lost_a_race_is_412_and_writes_nothing(
 
     assert_problem(response, 412, "precondition_failed")
     assert response.headers["ETag"] == '"1"'
-    assert versions == [0]
+    assert lost_race == [0]
     assert (stored_task(db).title, stored_task(db).version) == ("Before", 1)
     assert history(db) == ["created"]
 
@@ -308,15 +307,14 @@ def test_delete_task_that_lost_a_race_deletes_the_current_row_once(
     auth: AuthFactory,
     make_task: Factory,
     db: Session,
-    monkeypatch: pytest.MonkeyPatch,
+    lost_race: list[int],
 ) -> None:
     task = make_task(title="Going")
-    versions = _lose_the_first_race(monkeypatch)
 
     response = client.delete(f"/api/alice/tasks/{task['id']}", headers=auth("alice"))
 
     assert response.status_code == 204, response.text
-    assert versions == [0, 1]
+    assert lost_race == [0, 1]
     assert db.exec(select(Task)).all() == []
     assert history(db) == ["created", "deleted"]
 
