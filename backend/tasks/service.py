@@ -219,17 +219,17 @@ async def update_task(
         }
         if not diff:
             return task
-        values = {field: changes[field] for field in diff}
+        updates = {field: changes[field] for field in diff}
         if "completed" in diff:
-            values["completed_at"] = now if values["completed"] else None
-            action = HistoryAction.completed if values["completed"] else HistoryAction.reopened
+            updates["completed_at"] = now if updates["completed"] else None
+            action = HistoryAction.completed if updates["completed"] else HistoryAction.reopened
         else:
             action = HistoryAction.updated
-        changed = task.model_copy(update=values | {"updated_at": now, "version": task.version + 1})
+        changed = task.model_copy(update=updates | {"updated_at": now, "version": task.version + 1})
         written = entry(user_id, task_id, changed.title, action, diff, now)
+        row = changed.model_dump(exclude={"id", "created_at"})
         async with _category_refusal_as_422(session):
-            values = changed.model_dump(exclude={"id", "created_at"})
-            await _at_version(session, _UPDATE, user_id=user_id, read=task, values=values)
+            await _at_version(session, _UPDATE, user_id=user_id, read=task, values=row)
             await record_changes(session, [written])
             await session.commit()
         return changed
