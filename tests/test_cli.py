@@ -2,6 +2,7 @@
 
 import gc
 import json
+import logging.config
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,6 +133,7 @@ def test_serve_runs_each_worker_on_the_app_that_freezes_its_start_up(
     workdir.setenv("JWT_SECRET", SECRET)
     served: dict[str, Any] = {}
     workdir.setattr(uvicorn, "run", lambda app, **options: served.update(app=app, **options))
+    workdir.setattr(logging.config, "dictConfig", lambda config: None)  # this process's logs
 
     result = runner.invoke(app, ["serve", "--no-migrate", "--workers", "2"])
 
