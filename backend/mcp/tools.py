@@ -21,7 +21,6 @@ from backend.models import (
     HistoryPublic,
     Page,
     SearchText,
-    Task,
     TaskCreate,
     TaskPublic,
     TaskUpdate,
@@ -118,9 +117,8 @@ def _precondition(args: TaskWrite) -> Precondition:
     return Precondition(etag_of(args.expected_version))
 
 
-def _task(task: Task | TaskPublic, sentence: str) -> Outcome:
-    public = TaskPublic.model_validate(task)
-    return public, f'{sentence} "{public.title}" (id {public.id}, version {public.version}).'
+def _task(task: TaskPublic, sentence: str) -> Outcome:
+    return task, f'{sentence} "{task.title}" (id {task.id}, version {task.version}).'
 
 
 def _more(next_cursor: str | None) -> str:
