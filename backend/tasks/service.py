@@ -111,11 +111,27 @@ class _Listings:
         return statement
 
 
-TASKS = _Listings(Task.__table__)  # type: ignore[attr-defined]
+_TABLE = Task.__table__  # type: ignore[attr-defined]
+TASKS = _Listings(_TABLE)
 SEARCHED = _Listings(TASK_SEARCH)
 """Searches read the search view, where PostgreSQL may use the trigram index under row
 security (`backend.models.TASK_SEARCH`); every other list reads the table."""
 SORTS = TASKS.sorts
+
+_READ = select_rows(*(_TABLE.c[name] for name in TaskPublic.model_fields)).where(
+    owned_by(_TABLE.c.user_id), _TABLE.c.id == bindparam(ROW_ID)
+)
+_LOCKED = _READ.with_for_update()
+_INSERT = insert(_TABLE)
+_READ_VERSION = "read_version"
+_AT_VERSION = (
+    owned_by(_TABLE.c.user_id),
+    _TABLE.c.id == bindparam(ROW_ID),
+    _TABLE.c.version == bindparam(_READ_VERSION),
+)
+_UPDATE = update(_TABLE).where(*_AT_VERSION)
+"""Its `SET` is the parameters named after columns: the task's new values."""
+_DELETE = delete(_TABLE).where(*_AT_VERSION)
 
 
 async def get_task(
@@ -240,23 +256,6 @@ async def update_task(
         precondition=precondition,
         reread=lambda: get_task(session, user_id=user_id, task_id=task_id),
     )
-
-
-_TABLE = Task.__table__  # type: ignore[attr-defined]
-_READ = select_rows(*(_TABLE.c[name] for name in TaskPublic.model_fields)).where(
-    owned_by(_TABLE.c.user_id), _TABLE.c.id == bindparam(ROW_ID)
-)
-_LOCKED = _READ.with_for_update()
-_INSERT = insert(_TABLE)
-_READ_VERSION = "read_version"
-_AT_VERSION = (
-    owned_by(_TABLE.c.user_id),
-    _TABLE.c.id == bindparam(ROW_ID),
-    _TABLE.c.version == bindparam(_READ_VERSION),
-)
-_UPDATE = update(_TABLE).where(*_AT_VERSION)
-"""Its `SET` is the parameters named after columns: the task's new values."""
-_DELETE = delete(_TABLE).where(*_AT_VERSION)
 
 
 async def _at_version(
