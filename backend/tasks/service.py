@@ -118,9 +118,8 @@ SEARCHED = _Listings(TASK_SEARCH)
 security (`backend.models.TASK_SEARCH`); every other list reads the table."""
 SORTS = TASKS.sorts
 
-_READ = select_rows(*(_TABLE.c[name] for name in TaskPublic.model_fields)).where(
-    owned_by(_TABLE.c.user_id), _TABLE.c.id == bindparam(ROW_ID)
-)
+_READ = TASKS.statement(frozenset()).where(_TABLE.c.id == bindparam(ROW_ID))
+"""One of the caller's tasks by id: the columns a list shows, owned by the caller."""
 _LOCKED = _READ.with_for_update()
 _INSERT = insert(_TABLE)
 _READ_VERSION = "read_version"
