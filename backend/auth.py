@@ -15,7 +15,6 @@ from typing import Any, Literal, Protocol, TypeGuard
 import jwt
 from cachetools import TLRUCache
 from fastapi import Request
-from fastapi.security import HTTPBearer
 from jwt import PyJWK
 from jwt.utils import base64url_decode
 
@@ -274,11 +273,6 @@ def issue_token(
     if settings.jwt_audience:
         payload["aud"] = settings.jwt_audience
     return jwt.encode(payload, settings.signing_secret(), algorithm=settings.jwt_algorithms[0])
-
-
-bearer_scheme = HTTPBearer(
-    auto_error=False, description="A JWT from the identity provider, or a personal access token."
-)
 
 
 def bearer_token(request: Request) -> str:

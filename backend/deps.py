@@ -4,10 +4,11 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security.base import SecurityBase
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.auth import Claims, Scope, TokenVerifier, bearer_scheme, bearer_token
+from backend.auth import Claims, Scope, TokenVerifier, bearer_token
 from backend.db import scope_to
 from backend.errors import Forbidden, InsufficientScope, RateLimited
 from backend.middleware import READ_METHODS, SESSION, SessionSlot
@@ -31,28 +32,35 @@ async def get_session(request: Request) -> AsyncSession:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-async def require_owner(
-    request: Request,
-    user_id: str,
-    session: SessionDep,
-    _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> None:
+class OwnerGuard(SecurityBase):
     """The guard of every `/api/{user_id}` route, on the router: verify the one bearer
     token, count the request against its subject's rate budget before any other work, then
     let it act only for the path's `{user_id}` (the subject, byte for byte), within the
     token's scope (reads for `read`, anything else `write`).
 
-    One dependency, not a chain of them: FastAPI solves a dependency's whole sub-tree at
-    every place it is declared, cached or not, so the routes read what the guard accepted
-    through `OwnerId` and `CallerDep`, which have none (specs/performance.md).
+    One dependency with no sub-dependencies: FastAPI solves every dependency's sub-tree on
+    every request, cached or not, so the guard opens the session itself and is itself the
+    bearer security scheme the OpenAPI document shows (FastAPI documents a dependency that
+    is a `SecurityBase` as one), and the routes read what it accepted through `OwnerId` and
+    `CallerDep`, which have none (specs/performance.md).
     """
-    claims = await authenticate(request, session)
-    await limit_caller(request, claims)
-    if claims.subject != user_id:
-        raise Forbidden
-    needed: Scope = "read" if request.method in READ_METHODS else "write"
-    await act_for(session, claims=claims, needed=needed, known=request.app.state.known_users)
-    request.scope[CALLER] = claims
+
+    def __init__(self, description: str) -> None:
+        self.model = HTTPBearerModel(description=description)
+        self.scheme_name = "HTTPBearer"
+
+    async def __call__(self, request: Request, user_id: str) -> None:
+        session = await get_session(request)
+        claims = await authenticate(request, session)
+        await limit_caller(request, claims)
+        if claims.subject != user_id:
+            raise Forbidden
+        needed: Scope = "read" if request.method in READ_METHODS else "write"
+        await act_for(session, claims=claims, needed=needed, known=request.app.state.known_users)
+        request.scope[CALLER] = claims
+
+
+require_owner = OwnerGuard("A JWT from the identity provider, or a personal access token.")
 
 
 async def authenticate(request: Request, session: AsyncSession) -> Claims:

@@ -1,6 +1,7 @@
 """The OpenAPI document clients are generated from: tags, descriptions, examples, errors."""
 
 from typing import Any
+from unittest.mock import ANY
 
 import jsonschema_rs
 import pytest
@@ -70,6 +71,17 @@ def test_user_routes_document_their_errors(document: dict[str, Any]) -> None:
             assert {"401", "403", "404", "422", "503"} <= operation["responses"].keys(), name
         if name.startswith(("PUT", "PATCH")) and "{" in name.rsplit("/", 1)[-1]:
             assert "412" in operation["responses"], name
+
+
+def test_user_routes_and_only_they_ask_for_a_bearer_token(document: dict[str, Any]) -> None:
+    schemes = document["components"]["securitySchemes"]
+
+    assert schemes == {"HTTPBearer": {"type": "http", "scheme": "bearer", "description": ANY}}
+    for name, operation in _operations(document):
+        if " /api/{user_id}/" in name:
+            assert operation["security"] == [{"HTTPBearer": []}], name
+        else:
+            assert "security" not in operation, name
 
 
 def test_every_object_schema_has_a_valid_example(document: dict[str, Any]) -> None:
