@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.db import scope_to
-from backend.deps import OwnerId, SessionDep
+from backend.deps import caller, get_session
 from backend.idempotency import service
 
 SCOPE_KEY = "todo_api.idempotency"
@@ -40,8 +40,6 @@ async def replay(_request: Request, exc: Exception) -> Response:
 
 async def idempotent(
     request: Request,
-    session: SessionDep,
-    user_id: OwnerId,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -54,8 +52,13 @@ async def idempotent(
         ),
     ] = None,
 ) -> None:
+    """Claim the request's key, or replay the answer of the request that claimed it. The
+    session and the caller are read from the request, as the guard left them, not declared:
+    FastAPI solves a declared dependency again wherever it appears (specs/performance.md)."""
     if idempotency_key is None:
         return
+    session = await get_session(request)
+    user_id = (await caller(request)).subject
     body = await request.body()
     parts = [request.method.encode(), request.url.path.encode(), body]
     if (if_match := request.headers.get("if-match")) is not None:
