@@ -119,7 +119,9 @@ async def write_once_current(
     precondition: Precondition,
     reread: Callable[[], Awaitable[Versioned]],
 ) -> T:
-    """Run `write`, a read-check-write whose flush is `UPDATE ... WHERE version = :read`.
+    """Run `write`, a read-check-write whose write is `UPDATE ... WHERE version = :read`
+    (the ORM's version counter at the flush, or a plain statement that raises
+    `StaleDataError` itself, as the task service's do).
 
     If another writer got in between, a conditional request answers 412 with the current
     ETag; an unconditional one is re-read and re-applied (last writer wins, and the history

@@ -56,26 +56,33 @@ class Server:
                 pids += map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
         return pids
 
+    def _read_each(self, name: str) -> Iterator[str]:
+        """`/proc/<pid>/<name>` of each serving process, but those that have exited."""
+        for pid in self.processes():
+            try:
+                text = Path(f"/proc/{pid}/{name}").read_text()
+            except OSError:
+                continue
+            yield text
+
     def cpu_seconds(self) -> float:
         """User + system CPU time the serving processes have used so far."""
         ticks = 0
-        for pid in self.processes():
-            with contextlib.suppress(OSError):
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                ticks += int(fields[11]) + int(fields[12])
+        for stat in self._read_each("stat"):
+            fields = stat.rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
         return ticks / os.sysconf("SC_CLK_TCK")
 
     def peak_rss_mb(self) -> float:
         """The high-water mark of resident memory (VmHWM) of the largest serving process:
         the one worker, or the largest of `--workers`."""
-        peaks = [0]
-        for pid in self.processes():
-            with contextlib.suppress(OSError):
-                status = Path(f"/proc/{pid}/status").read_text()
-                peaks += (
-                    int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")
-                )
-        return max(peaks) / 1024
+        kilobytes = (
+            int(line.split()[1])
+            for status in self._read_each("status")
+            for line in status.splitlines()
+            if line.startswith("VmHWM")
+        )
+        return max(kilobytes, default=0) / 1024
 
 
 @dataclass

@@ -342,9 +342,8 @@ async def _check_category(session: AsyncSession, *, user_id: str, category_id: U
 
 @asynccontextmanager
 async def _category_refusal_as_422(session: AsyncSession) -> AsyncIterator[None]:
-    """The database's own refusal of a foreign category (a new task's insert, or a changed
-    task's flush, which the history entry's insert or the commit sets off) reads as the
-    422 it is."""
+    """The database's own refusal of a foreign category (the task's `INSERT` or `UPDATE`)
+    reads as the 422 it is."""
     try:
         yield
     except IntegrityError:
