@@ -6,13 +6,13 @@ A GIN index takes new entries into an unsorted pending list and merges them into
 when the list outgrows `gin_pending_list_limit` or a vacuum runs; every search through the
 index reads the whole list. For each setting of `ix_tasks_search` (PostgreSQL's default
 4 MB, 1 MB, the 256 kB the migration `search_pending_list` sets, and no list at all),
-twice in alternation: empty the list, insert `--writes` tasks one statement at a time (a
-task's write, without the rest of the service's request), and at every eighth of them
-search the 100,000-task user for an absent word as the service does it (its role, its
-session settings, the search view). Prints the mean and worst insert, the most pages the
-list held at a search, and the mean and worst search. The inserted tasks are deleted and
-the index put back as the migrations left it.
-See specs/performance.md.
+twice in alternation, from the same table with an empty list: insert `--writes` tasks one
+statement at a time (a task's write, without the rest of the service's request), and at
+every eighth of them search the 100,000-task user for an absent word as the service does
+it (its role, its session settings, the search view). Prints the mean and worst insert,
+the most pages the list held at a search, and the mean and worst search. The inserted
+tasks are deleted and the index put back as the migrations left it. See
+specs/performance.md.
 """
 
 import argparse
@@ -63,9 +63,7 @@ def _measure(data: dataset.Dataset, setting: str, writes: int) -> dict[str, floa
         psycopg.connect(data.admin_dsn, autocommit=True) as admin,
         psycopg.connect(data.service_dsn, autocommit=True, options=options) as service,
     ):
-        admin.execute(f"ALTER INDEX {INDEX} RESET (gin_pending_list_limit, fastupdate)")
-        admin.execute(f"ALTER INDEX {INDEX} SET ({setting})")
-        admin.execute("SELECT gin_clean_pending_list(%s::regclass)", (INDEX,))
+        _start_over(admin, setting)
         for n in range(1, writes + 1):
             started = time.perf_counter()
             admin.execute(INSERT, (writer, f"Renew the passport {n}", f"{MARK}: invoice {n}"))
@@ -95,12 +93,13 @@ def _search(service: psycopg.Connection, user: str) -> float:
     return statistics.median(times)
 
 
-def _restore(data: dataset.Dataset) -> None:
-    with psycopg.connect(data.admin_dsn, autocommit=True) as admin:
-        admin.execute("DELETE FROM tasks WHERE description LIKE %s", (f"{MARK}:%",))
-        admin.execute(f"ALTER INDEX {INDEX} RESET (gin_pending_list_limit, fastupdate)")
-        admin.execute(f"ALTER INDEX {INDEX} SET ({SERVICE_SETTING})")
-        admin.execute("VACUUM ANALYZE tasks")
+def _start_over(admin: psycopg.Connection, setting: str) -> None:
+    """The index with `setting`, without the probe's earlier tasks, its list merged (by the
+    vacuum), so that every measurement starts from the same table."""
+    admin.execute("DELETE FROM tasks WHERE description LIKE %s", (f"{MARK}:%",))
+    admin.execute(f"ALTER INDEX {INDEX} RESET (gin_pending_list_limit, fastupdate)")
+    admin.execute(f"ALTER INDEX {INDEX} SET ({setting})")
+    admin.execute("VACUUM ANALYZE tasks")
 
 
 def main() -> None:
@@ -121,7 +120,8 @@ def main() -> None:
             for name, setting in SETTINGS.items():
                 results[name].append(_measure(data, setting, args.writes))
     finally:
-        _restore(data)
+        with psycopg.connect(data.admin_dsn, autocommit=True) as admin:
+            _start_over(admin, SERVICE_SETTING)
     print(f"{args.writes:,} task inserts; every {args.writes // CHECKPOINTS:,}, a search for an")
     print("absent word at 100,000 tasks; ms, mean over the rounds (worst: the largest seen)")
     columns = ("insert", "worst insert", "pages", "search", "worst search")
@@ -133,7 +133,13 @@ def main() -> None:
             else statistics.mean(run[column] for run in runs)
             for column in columns
         ]
-        print(f"{name:<28}" + "".join(f"{figure:>13.2f}" for figure in figures))
+        print(
+            f"{name:<28}"
+            + "".join(
+                f"{figure:>13.{0 if column == 'pages' else 2}f}"
+                for column, figure in zip(columns, figures, strict=True)
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -6,13 +6,14 @@ into its tree when the list outgrows `gin_pending_list_limit` (4 MB by default) 
 vacuum runs, and every search through the index reads the whole list. Task writes of any
 user (a create, and every update, which writes a new row version) fill it, so a search of
 a large user, read by the index, slowed with the writes since the last merge: over 8,000
-inserts a search for an absent word at 100,000 tasks took 7.2 ms on average and 13.9 at
-worst (485 pages in the list) against 1.0 with no list, while a small user's search,
+inserts a search for an absent word at 100,000 tasks took 7.0 ms on average and 12.5 at
+worst (485 pages in the list) against 0.96 with no list, while a small user's search,
 which walks its own rows, paid nothing; the benchmark's scale table, run after its
 writes, read 3.8 and 5.9 times the small user's page. At 256 kB the list holds at most
-32 pages: the same search 1.2 ms on average, 1.5 at worst, and an insert costs what it did
-(0.56 ms against 0.67 at 4 MB; 0.76 with no list at all, `fastupdate = off`, which merges
-each row's entries as it is written). `python -m benchmarks.pending`, specs/performance.md.
+32 pages: the same search 1.23 ms on average, 1.65 at worst, and an insert costs what it
+did (0.65 ms against 0.68 at 4 MB; 0.85 with no list at all, `fastupdate = off`, which
+merges each row's entries as it is written), while the insert that merges the list waits
+11 ms instead of 68. `python -m benchmarks.pending`, specs/performance.md.
 
 SQLite has no trigram index; nothing changes there.
 
