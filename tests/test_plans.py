@@ -75,4 +75,4 @@ def test_writes_leave_the_search_index_a_short_pending_list(
             text("SELECT pending_pages FROM pgstatginindex('ix_tasks_search')")
         ).scalar_one()
 
-    assert pending <= 256 // 8, pending
+    assert pending <= 256 // 8, pending  # 256 kB of 8 kB pages
