@@ -160,7 +160,9 @@ def test_case_16_cached_keys_keep_working_when_the_endpoint_fails(
     assert refused_operations(api.client, "alice", bearer(token)) == {}
     assert jwks_server.count(MOVED_PATH) == 0
     if breakage is not _down:
-        assert jwks_server.fetches >= 2  # the failing endpoint was asked again
+        # The failing endpoint was asked again. On a busy machine the client may give up
+        # (its 0.3 s timeout) before the server's thread records the request: wait for it.
+        jwks_server.wait_for_fetches(2)
 
 
 @pytest.mark.parametrize("breakage", [pytest.param(None, id="unreachable"), *FAILURES])
