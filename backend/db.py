@@ -65,9 +65,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         return engine
     connect_args: dict[str, Any] = {"connect_timeout": settings.db_connect_timeout_seconds}
     if settings.db_prepared_statements:
-        connect_args["options"] = " ".join(
-            f"-c {name}={value}" for name, value in session_limits(settings).items()
-        )
+        connect_args["options"] = startup_options(settings)
     else:
         connect_args["prepare_threshold"] = None
     # Query parameters of the URL (sslmode, sslrootcert, application_name, ...) reach
@@ -119,6 +117,11 @@ def session_limits(settings: Settings) -> dict[str, str]:
         "lock_timeout": str(settings.db_lock_timeout_ms),
         "idle_in_transaction_session_timeout": str(settings.db_idle_in_transaction_timeout_ms),
     }
+
+
+def startup_options(settings: Settings) -> str:
+    """`session_limits` as libpq's `options`: set once, when a connection starts."""
+    return " ".join(f"-c {name}={value}" for name, value in session_limits(settings).items())
 
 
 def _unicode_lower(value: object) -> object:

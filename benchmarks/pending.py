@@ -20,9 +20,13 @@ import statistics
 import time
 
 import psycopg
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 
 from backend import db
 from backend.config import Settings
+from backend.owned import OWNER
+from backend.pagination import LIMIT
+from backend.tasks.service import SEARCHED
 from benchmarks import dataset
 
 SERVICE_SETTING = "gin_pending_list_limit = 256"
@@ -39,12 +43,12 @@ INSERT = (
     "INSERT INTO tasks (user_id, id, title, description, priority, completed, created_at,"
     " updated_at, version) VALUES (%s, gen_random_uuid(), %s, %s, 0, false, now(), now(), 1)"
 )
-SEARCH = (
-    "SELECT id, title, created_at FROM task_search WHERE user_id = %(user)s"
-    " AND (title ILIKE '%%' || %(q)s || '%%' ESCAPE '/'"
-    " OR description ILIKE '%%' || %(q)s || '%%' ESCAPE '/')"
-    " ORDER BY created_at DESC, id DESC LIMIT 21"
+SEARCH = str(
+    SEARCHED.sorts["-created_at"]
+    .paged(SEARCHED.statement(frozenset({"q"})), resume=None)
+    .compile(dialect=psycopg_dialect())  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it untyped
 )
+"""The service's first page of a search, as it compiles it for the driver."""
 SEARCHES = 9
 CHECKPOINTS = 8
 
@@ -54,8 +58,7 @@ def _measure(data: dataset.Dataset, setting: str, writes: int) -> dict[str, floa
     merged as it goes, so the searches see it at every size it reaches."""
     writer, searcher = dataset.user_for(100), dataset.user_for(100_000)
     # The service's own session settings: a custom plan for every search (backend.db).
-    limits = db.session_limits(Settings(database_url=data.service_dsn))
-    options = " ".join(f"-c {name}={value}" for name, value in limits.items())
+    options = db.startup_options(Settings(database_url=data.service_dsn))
     inserts: list[float] = []
     searches: list[float] = []
     pages: list[int] = []
@@ -88,7 +91,7 @@ def _search(service: psycopg.Connection, user: str) -> float:
         started = time.perf_counter()
         with service.transaction():
             service.execute("SELECT set_config('app.user_id', %s, true)", (user,))
-            service.execute(SEARCH, {"user": user, "q": "xylophone"}).fetchall()
+            service.execute(SEARCH, {OWNER: user, "q": "xylophone", LIMIT: 21}).fetchall()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
