@@ -4,7 +4,7 @@ import re
 import unicodedata
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import (
@@ -340,6 +340,20 @@ class TaskPublic(Public):
     version: int
 
 
+# The filters of a task list, read from its query string; they combine with AND.
+class TaskFilters(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    completed: bool | None = None
+    category_id: UUID | Literal["none"] | None = Field(
+        None, description="A category id, or `none`."
+    )
+    priority: Priority | None = None
+    due_before: Instant | None = None
+    due_after: Instant | None = None
+    q: SearchText | None = Field(None, description="Substring of title or description.")
+
+
 # One immutable entry of a task's audit log; it outlives the task.
 class TaskHistory(SQLModel, table=True):
     __tablename__ = "task_history"
@@ -373,6 +387,16 @@ class HistoryPublic(Public):
     changes: dict[str, Any]
     title: str
     occurred_at: datetime
+
+
+# The filters of a history list, read from its query string; they combine with AND.
+class HistoryFilters(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    task_id: UUID | None = None
+    action: HistoryAction | None = None
+    since: Instant | None = Field(None, description="Inclusive.")
+    until: Instant | None = Field(None, description="Exclusive.")
 
 
 class TokenScope(StrEnum):

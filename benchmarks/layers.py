@@ -23,10 +23,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from backend import db
 from backend.config import Settings
-from backend.models import TaskPublic
+from backend.models import TaskFilters, TaskPublic
 from backend.pagination import CursorSigner, PageRequest, page_of
 from backend.tasks import service
-from backend.tasks.service import TaskFilters
 from benchmarks import dataset
 
 QUERY = """

@@ -1,12 +1,13 @@
 """History routes: read-only, newest first."""
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from backend.deps import OwnerId, SessionDep
 from backend.history import service
-from backend.models import HistoryAction, HistoryPublic, Instant, Page
+from backend.models import HistoryFilters, HistoryPublic, Page
 from backend.pagination import PageDep, page_of
 
 router = APIRouter(tags=["history"])
@@ -17,20 +18,11 @@ async def list_history(
     session: SessionDep,
     user_id: OwnerId,
     page: PageDep,
-    task_id: UUID | None = None,
-    action: HistoryAction | None = None,
-    since: Instant | None = None,
-    until: Instant | None = None,
+    filters: Annotated[HistoryFilters, Query()],
 ) -> Page[HistoryPublic]:
     """The caller's history, newest first; `since` is inclusive, `until` exclusive."""
     entries, next_cursor = await service.list_history(
-        session,
-        user_id=user_id,
-        page=page,
-        task_id=task_id,
-        action=action,
-        since=since,
-        until=until,
+        session, user_id=user_id, page=page, filters=filters
     )
     return page_of(HistoryPublic, entries, next_cursor)
 

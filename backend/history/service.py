@@ -13,7 +13,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from uuid6 import uuid7
 
 from backend.errors import NotFound
-from backend.models import HistoryAction, TaskHistory
+from backend.models import HistoryAction, HistoryFilters, TaskHistory
 from backend.owned import OWNER, ById, owned_by
 from backend.pagination import Keyset, PageRequest, Record, fetch_page
 
@@ -81,21 +81,9 @@ async def list_history(
     *,
     user_id: str,
     page: PageRequest,
-    task_id: UUID | None = None,
-    action: HistoryAction | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    filters: HistoryFilters,
 ) -> tuple[list[Record], str | None]:
-    chosen = {
-        name: value
-        for name, value in (
-            ("task_id", task_id),
-            ("action", action),
-            ("since", since),
-            ("until", until),
-        )
-        if value is not None
-    }
+    chosen = filters.model_dump(exclude_none=True)
     return await fetch_page(
         session,
         _listing(frozenset(chosen)),
@@ -122,7 +110,9 @@ async def list_task_history(
     known = await session.exec(_KNOWN_TASK, params={OWNER: user_id, "task_id": task_id})
     if known.first() is None:
         raise NotFound
-    return await list_history(session, user_id=user_id, page=page, task_id=task_id)
+    return await list_history(
+        session, user_id=user_id, page=page, filters=HistoryFilters(task_id=task_id)
+    )
 
 
 async def get_history_entry(session: AsyncSession, *, user_id: str, entry_id: UUID) -> TaskHistory:

@@ -22,6 +22,7 @@ from backend.models import (
     Page,
     SearchText,
     TaskCreate,
+    TaskFilters,
     TaskPublic,
     TaskUpdate,
     WeeklyStats,
@@ -30,7 +31,6 @@ from backend.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorSigner, PageReque
 from backend.stats import service as stats
 from backend.stats.routes import known_time_zones
 from backend.tasks import service as tasks
-from backend.tasks.service import TaskFilters
 
 Args = TypeVar("Args", bound=BaseModel)
 

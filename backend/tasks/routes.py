@@ -1,6 +1,6 @@
 """Task routes: parse, call the service, return."""
 
-from typing import Annotated, Literal
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -18,18 +18,16 @@ from backend.conditions import (
 from backend.deps import OwnerId, SessionDep, location
 from backend.idempotency.guard import Idempotent
 from backend.models import (
-    Instant,
     Page,
-    Priority,
-    SearchText,
     TaskCreate,
+    TaskFilters,
     TaskPublic,
     TaskReplace,
     TaskUpdate,
 )
 from backend.pagination import PageDep, page_of
 from backend.tasks import service
-from backend.tasks.service import TaskFilters, TaskSort
+from backend.tasks.service import TaskSort
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
@@ -39,26 +37,11 @@ async def list_tasks(
     session: SessionDep,
     user_id: OwnerId,
     page: PageDep,
-    completed: bool | None = None,
-    category_id: Annotated[
-        UUID | Literal["none"] | None, Query(description="A category id, or `none`.")
-    ] = None,
-    priority: Priority | None = None,
-    due_before: Instant | None = None,
-    due_after: Instant | None = None,
-    q: Annotated[SearchText | None, Query(description="Substring of title or description.")] = None,
+    filters: Annotated[TaskFilters, Query()],
     sort: TaskSort = "-created_at",
 ) -> Page[TaskPublic]:
     """The caller's tasks, one page at a time: pass `next_cursor` back as `cursor`. Filters
     combine with AND; `sort` takes a field, `-` for descending."""
-    filters = TaskFilters(
-        completed=completed,
-        category_id=category_id,
-        priority=priority,
-        due_before=due_before,
-        due_after=due_after,
-        q=q,
-    )
     tasks, next_cursor = await service.list_tasks(
         session, user_id=user_id, filters=filters, sort=sort, page=page
     )

@@ -2,7 +2,6 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -39,6 +38,7 @@ from backend.models import (
     Priority,
     Task,
     TaskCreate,
+    TaskFilters,
     TaskPublic,
 )
 from backend.owned import OWNER, ROW_ID, owned_by
@@ -56,16 +56,6 @@ _SORT_COLUMNS: dict[str, tuple[TypeAdapter[Any], bool]] = {
     "priority": (TypeAdapter(Priority), False),
     "title": (TypeAdapter(str), False),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class TaskFilters:
-    completed: bool | None = None
-    category_id: UUID | Literal["none"] | None = None
-    priority: Priority | None = None
-    due_before: datetime | None = None
-    due_after: datetime | None = None
-    q: str | None = None
 
 
 class _Listings:
