@@ -23,7 +23,7 @@ from backend.history.routes import router as history_router
 from backend.idempotency.guard import RecordIdempotentResponses, Replay, replay
 from backend.mcp.server import mcp_sessions, mount_mcp
 from backend.middleware import CatchUnexpected, Deadline, LimitBody, SessionPerRequest
-from backend.observability import Metrics, Observe, metrics_router
+from backend.observability import Metrics, Observe, lean_log_records, metrics_router
 from backend.openapi import TAGS, TodoAPI
 from backend.pagination import CursorSigner
 from backend.ratelimit import LimitRate, RateLimiter
@@ -66,7 +66,9 @@ def serve_app() -> FastAPI:
     (`gc.freeze`). Otherwise each full collection walks those ~175,000 objects again: under
     load about one a second, ~70 ms each with the event loop stopped, which was a list
     page's p99 (specs/performance.md). Not for tests, which build many apps in one process:
-    frozen cycles are never freed."""
+    frozen cycles are never freed. Its log records skip the fields no format shows
+    (`lean_log_records`)."""
+    lean_log_records()
     app = create_app()
     gc.collect()  # nothing already garbage is frozen
     gc.freeze()

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import re
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -64,6 +65,19 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[0] is not None:
             entry["error"] = record.exc_info[0].__name__
         return ENCODER.encode(entry)
+
+
+def lean_log_records() -> None:
+    """Log records without what no format here shows: the calling frame (`findCaller`
+    walks the stack for it), the thread, the process and its multiprocessing name, and
+    (Python 3.12+) the asyncio task. These are the switches of the logging HOWTO's
+    "Optimization" section; process-wide, so set by each server process (`serve_app`)."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    if sys.version_info >= (3, 12):
+        logging.logAsyncioTasks = False
 
 
 def logging_config(settings: Settings) -> dict[str, Any]:

@@ -24,6 +24,7 @@ go side by side, one per core.
 
 import argparse
 import itertools
+import logging.config
 import os
 import re
 import shutil
@@ -51,9 +52,13 @@ async def _serve(
     if app_name == "ceiling":
         from benchmarks.ceiling import app
     else:
-        from backend.main import create_app
+        from backend.main import serve_app
+        from backend.observability import logging_config
 
-        app = create_app(Settings())
+        # As `todo-api serve` runs it: its logging (without, the access log's logger has no
+        # level and drops every line before building a record), then the server process's app.
+        logging.config.dictConfig(logging_config(Settings()))
+        app = serve_app()
     user_id = path.split("/")[2]
     token = issue_token(Settings(), user_id, ttl_seconds=3600, now=int(time.time()))
     headers = [(b"host", b"bench"), (b"authorization", f"Bearer {token}".encode())]

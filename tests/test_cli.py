@@ -158,3 +158,22 @@ def test_the_served_app_is_frozen_out_of_full_collections(workdir: pytest.Monkey
         assert id(served.router.routes) not in tracked  # frozen, no longer walked
     finally:
         gc.unfreeze()  # this process goes on building apps
+
+
+def test_the_served_app_logs_records_without_fields_no_format_shows(
+    workdir: pytest.MonkeyPatch,
+) -> None:
+    workdir.setenv("JWT_SECRET", SECRET)
+    for switch in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        workdir.setattr(logging, switch, getattr(logging, switch))  # put back afterwards
+    gc.unfreeze()
+    try:
+        serve_app()
+    finally:
+        gc.unfreeze()
+
+    record = logging.getLogger("todo_api.access").makeRecord(
+        "todo_api.access", logging.INFO, "(unknown file)", 0, "GET", (), None
+    )
+    assert (record.threadName, record.process, record.processName) == (None, None, None)
+    assert logging._srcfile is None  # no stack walk for the caller's file and line
