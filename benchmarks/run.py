@@ -278,7 +278,9 @@ def _scale(
 
     Each query runs small, large, large, small (half the time each, in whole seconds), and
     each size's p50 is the mean of its two runs: the machine's drift over the seconds of a
-    pair cancels instead of landing on one side of the ratio."""
+    pair cancels instead of landing on one side of the ratio. The items each page holds are
+    printed beside: a search can find fewer than a page in the small user's tasks, and a
+    shorter page costs less to build and send."""
     small, large = min(users), max(users)
     print(f"\npage latency, 1 connection, {seconds:g} s a query: {small:,} vs {large:,} tasks")
     queries = {size: scale_queries(users[size]) for size in (small, large)}
@@ -286,18 +288,36 @@ def _scale(
     rows = []
     for name in queries[small]:
         runs: dict[int, list[float]] = {small: [], large: []}
+        paths = {
+            size: f"/api/{users[size].user_id}/tasks?"
+            + urlencode({"limit": LIMIT, **queries[size][name]})
+            for size in (small, large)
+        }
+        items = {
+            size: len(
+                httpx.get(service.url + path, headers={"Authorization": f"Bearer {tokens[size]}"})
+                .raise_for_status()
+                .json()["items"]
+            )
+            for size, path in paths.items()
+        }
         for size in (small, large, large, small):
-            query = urlencode({"limit": LIMIT, **queries[size][name]})
-            path = f"/api/{users[size].user_id}/tasks?{query}"
             result = wrk(
-                service, [("GET", path, "")], token=tokens[size], connections=1, seconds=half
+                service, [("GET", paths[size], "")], token=tokens[size], connections=1, seconds=half
             )
             runs[size].append(result.p50_ms)
         p50 = {size: sum(values) / len(values) for size, values in runs.items()}
         rows.append(
-            [name, f"{p50[small]:.2f}", f"{p50[large]:.2f}", f"{p50[large] / p50[small]:.2f}"]
+            [
+                name,
+                f"{items[small]} / {items[large]}",
+                f"{p50[small]:.2f}",
+                f"{p50[large]:.2f}",
+                f"{p50[large] / p50[small]:.2f}",
+            ]
         )
-    _print_table(["query", f"p50 ms at {small:,}", f"p50 ms at {large:,}", "ratio"], rows)
+    header = ["query", "items", f"p50 ms at {small:,}", f"p50 ms at {large:,}", "ratio"]
+    _print_table(header, rows)
 
 
 if __name__ == "__main__":
