@@ -10,7 +10,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backend.db import end_read
+from backend.db import end_session
 from backend.errors import AppError, DeadlineExceeded, PayloadTooLarge, problem
 
 logger = logging.getLogger("todo_api")
@@ -29,7 +29,7 @@ class SessionSlot:
 
 class SessionPerRequest:
     """End the request's session, if it opened one, once the answer is sent: a read that
-    succeeded with `COMMIT` (`end_read`), anything else by closing (a rollback of whatever
+    succeeded with `COMMIT` (`end_session`), anything else by closing (a rollback of whatever
     was not committed; writes commit in their services).
 
     A middleware rather than a `yield` dependency: FastAPI enters a generator dependency
@@ -58,11 +58,8 @@ class SessionPerRequest:
             await self.app(scope, receive, send_noting)
         finally:
             if (session := slot.session) is not None:
-                try:
-                    if succeeded and scope["method"] in READ_METHODS:
-                        await end_read(session)
-                finally:
-                    await session.close()
+                read = succeeded and scope["method"] in READ_METHODS
+                await end_session(session, commit=read)
 
 
 class LimitBody:

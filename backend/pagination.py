@@ -13,8 +13,8 @@ from uuid import UUID
 
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from sqlalchemy import ColumnClause, ColumnElement, and_, bindparam, or_, tuple_
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy import ColumnClause, ColumnElement, Row, and_, bindparam, or_, tuple_
+from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql import Select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -178,13 +178,20 @@ async def fetch_page(
         value, tiebreak = keyset.parse(page.signer.decode(owner, scope, page.cursor))
         resume = value is None
         values |= {AFTER_VALUE: value, AFTER_ID: tiebreak}
+
     # Rows through the session's connection: a page is read-only output, and plain rows
     # skip the ORM's identity map and entity loading. Zipped into dicts, five times
     # cheaper than `Row._asdict()` and read by pydantic without attribute lookups.
-    connection = await session.connection()
-    result = await connection.execute(keyset.paged(statement, resume=resume), values)
-    names = tuple(result.keys())
-    records = [dict(zip(names, row, strict=True)) for row in result.all()]
+    # One call into the sync session for the transaction's connection and the statement:
+    # each `AsyncSession` call runs in a new greenlet, whose fresh stack costs system calls
+    # (`db.end_session`).
+    def read(sync_session: Session) -> tuple[tuple[str, ...], Sequence[Row[Any]]]:
+        connection = sync_session.connection()
+        result = connection.execute(keyset.paged(statement, resume=resume), values)
+        return tuple(result.keys()), result.all()
+
+    names, rows = await session.run_sync(read)
+    records = [dict(zip(names, row, strict=True)) for row in rows]
     if len(records) <= page.limit:
         return records, None
     records = records[: page.limit]
