@@ -190,12 +190,15 @@ class _Quoter:
 
 
 async def end_session(session: AsyncSession, *, commit: bool) -> None:
-    """End a request's session: `COMMIT` first if `commit` (a read that succeeded; see
-    `end_read`), then close it, which rolls back whatever was left, also when the commit
-    failed. Both in one call into the sync session: every `AsyncSession` call runs in a
-    greenlet of its own, and each new greenlet maps a fresh 16 KiB stack for its Python
-    frames and unmaps it after, two system calls and a page fault (~9 µs) per call
-    (specs/performance.md)."""
+    """End a request's session: with `COMMIT` first if `commit` (a read that succeeded),
+    then closed, which rolls back whatever is left, also when the commit failed.
+
+    For a transaction that wrote nothing `COMMIT` is the same as the `ROLLBACK` of closing,
+    but psycopg forgets a connection's prepared statements at every `ROLLBACK`, so only
+    this way do the hot reads get prepared. Both steps are one call into the sync session:
+    every `AsyncSession` call runs in a greenlet of its own, and each new greenlet maps a
+    fresh 16 KiB stack for its Python frames and unmaps it after, two system calls and a
+    page fault (~9 µs) per call (specs/performance.md)."""
 
     def end(sync_session: orm.Session) -> None:
         try:
@@ -205,15 +208,6 @@ async def end_session(session: AsyncSession, *, commit: bool) -> None:
             sync_session.close()
 
     await session.run_sync(end)
-
-
-async def end_read(session: AsyncSession) -> None:
-    """End a read that succeeded with `COMMIT`: for a transaction that wrote nothing it is
-    the same as the `ROLLBACK` of closing the session, but psycopg forgets a connection's
-    prepared statements at every `ROLLBACK`, so only this way do the hot reads get
-    prepared (specs/performance.md). Anything that raised is still rolled back."""
-    if session.in_transaction():
-        await session.commit()
 
 
 async def scope_to(session: AsyncSession, **settings: str) -> None:

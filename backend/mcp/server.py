@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from backend.config import Settings
-from backend.db import end_read
+from backend.db import end_session
 from backend.deps import act_for
 from backend.errors import DATABASE_ERRORS, AppError, InvalidInput, database_error, problem_body
 from backend.mcp.auth import MCP_PATH, METADATA_PATH, McpEndpoint, claims_of, resource_metadata
@@ -94,14 +94,17 @@ async def call_tool(
 async def _run(request: Request, tool: Tool[Any], arguments: dict[str, Any]) -> CallToolResult:
     """The scope is checked before the arguments, as REST checks it before the body."""
     state = request.app.state
-    async with state.sessionmaker() as session:
+    session = state.sessionmaker()
+    succeeded = False
+    try:
         user_id = await act_for(
             session, claims=claims_of(request), needed=tool.needs, known=state.known_users
         )
         args = tool.args.model_validate(arguments)
         result, text = await tool.run(Caller(session, user_id, state.cursor_signer), args)
-        if tool.needs == "read":
-            await end_read(session)
+        succeeded = True
+    finally:
+        await end_session(session, commit=succeeded and tool.needs == "read")
     return CallToolResult(
         content=[TextContent(type="text", text=text)],
         structured_content=result.model_dump(mode="json", by_alias=True),
