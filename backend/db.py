@@ -1,12 +1,13 @@
 """The async engine, sessions, and the column types both databases share."""
 
 import select
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from psycopg import pq
-from sqlalchemy import Connection, DateTime, event, orm
+from sqlalchemy import Connection, DateTime, Executable, event, orm
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -187,6 +188,23 @@ class _Quoter:
         if "\x00" in value:  # libpq would cut the literal short at it
             raise ValueError("a setting's value cannot hold NUL")
         return self._escaping.escape_literal(value.encode(self._encoding)).decode(self._encoding)
+
+
+async def read_rows(
+    session: AsyncSession, statement: Executable, params: Mapping[str, Any]
+) -> tuple[tuple[str, ...], Sequence[Sequence[Any]]]:
+    """The column names and rows of a Core `statement` run on the session's connection in
+    its transaction: plain rows, no ORM entities or identity map.
+
+    The connection and the statement in one call into the sync session, where
+    `session.connection()` then `execute` were two: each `AsyncSession` call runs in a
+    greenlet of its own (`end_session`)."""
+
+    def read(sync_session: orm.Session) -> tuple[tuple[str, ...], Sequence[Sequence[Any]]]:
+        result = sync_session.connection().execute(statement, params)
+        return tuple(result.keys()), result.all()
+
+    return await session.run_sync(read)
 
 
 async def end_session(session: AsyncSession, *, commit: bool) -> None:

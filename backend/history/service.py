@@ -7,6 +7,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, TypeAdapter
 from sqlalchemy import ColumnElement, bindparam, insert
+from sqlalchemy.orm import Session
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
@@ -47,12 +48,19 @@ def entry(
 
 
 async def record_changes(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
-    """Insert history rows (`entry`) in the session's transaction, all in one statement.
+    """Insert history rows (`entry`) in the session's transaction (`insert_entries`)."""
+    if entries:
+        await session.run_sync(insert_entries, entries)
+
+
+def insert_entries(sync_session: Session, entries: list[dict[str, Any]]) -> None:
+    """Insert history rows (`entry`), all in one statement, from inside a call into the sync
+    session (`AsyncSession.run_sync`), where a write joins its own statements to them.
 
     A plain INSERT of values, not ORM objects: building a `TaskHistory` and flushing it
     cost a write more than the statement itself (specs/performance.md)."""
     if entries:
-        await session.exec(_INSERT, params=entries)
+        sync_session.connection().execute(_INSERT, entries)
 
 
 _INSERT = insert(TaskHistory.__table__)  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ from sqlalchemy import select as select_rows
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.db import UTCDateTime, utcnow
+from backend.db import UTCDateTime, read_rows, utcnow
 from backend.models import DayStats, HistoryAction, Task, TaskHistory, WeeklyStats
 from backend.owned import OWNER, owned_by
 
@@ -57,8 +57,8 @@ async def weekly_stats(session: AsyncSession, *, user_id: str, zone: ZoneInfo) -
     bounds = [_local_midnight(day, zone) for day in [*days, today + timedelta(days=1)]]
     params: dict[str, Any] = {f"day{i}": bound for i, bound in enumerate(bounds)}
     params |= {OWNER: user_id, "now": now}
-    connection = await session.connection()
-    *totals, open_count, overdue_count = (await connection.execute(_WEEK, params)).one()
+    _, rows = await read_rows(session, _WEEK, params)
+    *totals, open_count, overdue_count = rows[0]
 
     per_day = [
         DayStats(date=day, created=totals[2 * i], completed=totals[2 * i + 1])

@@ -11,6 +11,7 @@ from pydantic_core import to_jsonable_python
 from sqlalchemy import (
     ColumnElement,
     Delete,
+    Insert,
     Select,
     TableClause,
     Update,
@@ -22,15 +23,16 @@ from sqlalchemy import (
 )
 from sqlalchemy import select as select_rows
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from uuid6 import uuid7
 
 from backend.conditions import UNCONDITIONAL, Precondition, write_once_current
-from backend.db import LIKE_ESCAPE, like_escape, utcnow
+from backend.db import LIKE_ESCAPE, like_escape, read_rows, utcnow
 from backend.errors import InvalidInput, NotFound
-from backend.history.service import entry, record_changes
+from backend.history.service import entry, insert_entries, record_changes
 from backend.models import (
     TASK_SEARCH,
     Category,
@@ -128,14 +130,12 @@ async def get_task(
 ) -> TaskPublic:
     """The caller's task, read as a plain row (no `Task` entity: tasks are written by plain
     statements too); `for_update` locks it until the commit (PostgreSQL)."""
-    connection = await session.connection()
-    found = await connection.execute(
-        _LOCKED if for_update else _READ, {OWNER: user_id, ROW_ID: task_id}
+    names, rows = await read_rows(
+        session, _LOCKED if for_update else _READ, {OWNER: user_id, ROW_ID: task_id}
     )
-    row = found.mappings().first()
-    if row is None:
+    if not rows:
         raise NotFound
-    return TaskPublic.model_validate(dict(row))
+    return TaskPublic.model_validate(dict(zip(names, rows[0], strict=True)))
 
 
 async def list_tasks(
@@ -190,9 +190,7 @@ async def create_task(session: AsyncSession, *, user_id: str, task_in: TaskCreat
     )
     created = entry(user_id, task.id, task.title, HistoryAction.created, snapshot(task), now)
     async with _category_refusal_as_422(session):
-        await session.exec(_INSERT, params={"user_id": user_id, **dict(task)})
-        await record_changes(session, [created])
-        await session.commit()
+        await _commit(session, _INSERT, {"user_id": user_id, **dict(task)}, [created])
     return task
 
 
@@ -234,9 +232,7 @@ async def update_task(
         written = entry(user_id, task_id, changed.title, action, diff, now)
         row = changed.model_dump(exclude={"id", "created_at"})
         async with _category_refusal_as_422(session):
-            await _at_version(session, _UPDATE, user_id=user_id, read=task, values=row)
-            await record_changes(session, [written])
-            await session.commit()
+            await _commit(session, _UPDATE, _at_version(user_id, task, row), [written])
         return changed
 
     return await write_once_current(
@@ -247,21 +243,35 @@ async def update_task(
     )
 
 
-async def _at_version(
+def _at_version(
+    user_id: str, read: TaskPublic, values: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The parameters of `_UPDATE` or `_DELETE` on the task `read`: they match its row only
+    while it is still that version (the row lock makes a miss SQLite's case only)."""
+    return {OWNER: user_id, ROW_ID: read.id, _READ_VERSION: read.version, **(values or {})}
+
+
+async def _commit(
     session: AsyncSession,
-    statement: Update | Delete,
-    *,
-    user_id: str,
-    read: TaskPublic,
-    values: dict[str, Any] | None = None,
+    statement: Insert | Update | Delete,
+    params: dict[str, Any],
+    entries: list[dict[str, Any]],
 ) -> None:
-    """Run `statement` on the task `read`, if the row is still that version; else
-    `StaleDataError`, which `write_once_current` answers (the row lock makes that SQLite's
-    case only)."""
-    params = {OWNER: user_id, ROW_ID: read.id, _READ_VERSION: read.version, **(values or {})}
-    written = await session.exec(statement, params=params)
-    if written.rowcount != 1:
-        raise StaleDataError(f"task {read.id} is no longer version {read.version}")
+    """A task's write (`statement` with `params`), its history entries and the `COMMIT`, in
+    one call into the sync session: each `AsyncSession` call runs in a greenlet of its own,
+    and each new greenlet costs system calls (`db.end_session`). An `UPDATE` or `DELETE`
+    that touches no row, its task no longer at the version read (`_at_version`), raises
+    `StaleDataError` for `write_once_current`, and nothing is committed. (An `INSERT`
+    writes its row or raises; its row count reads -1 on psycopg, so only 0 means stale.)"""
+
+    def commit(sync_session: Session) -> None:
+        connection = sync_session.connection()
+        if connection.execute(statement, params).rowcount == 0:
+            raise StaleDataError("the task is no longer at the version it was read at")
+        insert_entries(sync_session, entries)
+        sync_session.commit()
+
+    await session.run_sync(commit)
 
 
 async def delete_task(
@@ -276,9 +286,7 @@ async def delete_task(
             await get_task(session, user_id=user_id, task_id=task_id, for_update=True)
         )
         gone = entry(user_id, task_id, task.title, HistoryAction.deleted, snapshot(task), utcnow())
-        await _at_version(session, _DELETE, user_id=user_id, read=task)
-        await record_changes(session, [gone])
-        await session.commit()
+        await _commit(session, _DELETE, _at_version(user_id, task), [gone])
 
     await write_once_current(
         session,
