@@ -103,6 +103,15 @@ def sync_url(async_url: str) -> str:
     return async_url.replace("sqlite+aiosqlite", "sqlite")
 
 
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No secret or database in the environment: each test sets what it reads."""
+    for name in ("JWT_SECRET", "BETTER_AUTH_SECRET", "JWT_ALGORITHMS", "DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ENVIRONMENT", "test")
+    return monkeypatch
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = os.environ.get("TEST_DATABASE_URL")
