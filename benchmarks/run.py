@@ -101,12 +101,14 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serving(name: str, command: list[str], env: dict[str, str], log: Path) -> Iterator[Server]:
+def serving(
+    name: str, command: list[str], env: dict[str, str], log: Path, *, cwd: Path = ROOT
+) -> Iterator[Server]:
     port = _free_port()
     command = [part.replace("{port}", str(port)) for part in command]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            command, env={**os.environ, **env}, stdout=out, stderr=out, cwd=ROOT
+            command, env={**os.environ, **env}, stdout=out, stderr=out, cwd=cwd
         )
     server = Server(name, process, port)
     try:
