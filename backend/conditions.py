@@ -9,7 +9,8 @@ from pydantic import BaseModel
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.errors import Conflict, PreconditionFailed, problem_response
+from backend.errors import Conflict, PreconditionFailed
+from backend.openapi import problem_response
 
 T = TypeVar("T")
 Model = TypeVar("Model", bound=BaseModel)

@@ -8,7 +8,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
@@ -163,105 +162,6 @@ class DeadlineExceeded(AppError):
 TIMEOUT_SQLSTATES = frozenset({"57014", "55P03"})
 
 
-class ProblemDetail(BaseModel):
-    """An RFC 9457 problem document; `code` is the stable, machine-readable part."""
-
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str
-    code: str
-    errors: list[dict[str, Any]] | None = None
-
-
-def problem_response(
-    status: int, code: str, description: str, *, headers: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """An error response for the OpenAPI document: the problem schema, an example, headers."""
-    example: dict[str, Any] = {
-        "type": "about:blank",
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": DETAILS_BY_CODE.get(code, HTTPStatus(status).description),
-        "code": code,
-    }
-    if code == "validation_error":
-        example["errors"] = [{"loc": ["body", "title"], "msg": "Field required", "type": "missing"}]
-    documented: dict[str, Any] = {
-        "model": ProblemDetail,
-        "content": {PROBLEM_JSON: {"example": example}},
-        "description": description,
-    }
-    if headers:
-        documented["headers"] = {
-            name: {"description": text, "schema": {"type": "string"}}
-            for name, text in headers.items()
-        }
-    return documented
-
-
-RETRY_AFTER = {"Retry-After": "Seconds to wait before trying again."}
-DETAILS_BY_CODE = {
-    error.code: error.detail
-    for error in (
-        NotAuthenticated,
-        Forbidden,
-        NotFound,
-        Conflict,
-        PreconditionFailed,
-        PayloadTooLarge,
-        DatabaseUnavailable,
-    )
-} | {"validation_error": "The request is not valid.", "bad_request": "The body is not valid JSON."}
-
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: problem_response(400, "bad_request", "The body could not be read (`bad_request`)."),
-    401: problem_response(
-        401,
-        "not_authenticated",
-        "No valid bearer token (`not_authenticated`, `invalid_token`).",
-        headers={"WWW-Authenticate": '`Bearer`, with `error="invalid_token"` for a bad token.'},
-    ),
-    403: problem_response(
-        403,
-        "forbidden",
-        "The token's subject is not the path's user (`forbidden`), or a personal token's "
-        "scope does not allow the request (`insufficient_scope`).",
-    ),
-    404: problem_response(404, "not_found", "No such resource among the caller's (`not_found`)."),
-    409: problem_response(
-        409,
-        "conflict",
-        "A conflict (`conflict`): a duplicate name, a request with the same "
-        "Idempotency-Key still in progress, a limit reached, or a resource changing too fast.",
-    ),
-    413: problem_response(
-        413, "payload_too_large", "The body is over 64 KiB (`payload_too_large`)."
-    ),
-    422: problem_response(
-        422, "validation_error", "The request is not valid (`validation_error`), with `errors`."
-    ),
-    429: problem_response(
-        429,
-        "rate_limited",
-        "Too many requests from this caller or address (`rate_limited`); see `Retry-After`, "
-        "and `RateLimit` / `RateLimit-Policy` (on every response).",
-        headers={
-            "Retry-After": "Seconds until the exhausted budget refills.",
-            "RateLimit": 'What is left of each budget, e.g. `"user";r=0;t=42`.',
-            "RateLimit-Policy": 'The budgets that apply, e.g. `"user";q=600;w=60`.',
-        },
-    ),
-    503: problem_response(
-        503,
-        "db_unavailable",
-        "The database (`db_unavailable`) or the identity provider's keys (`auth_unavailable`) "
-        "are unavailable, or the request took too long (`timeout`).",
-        headers=RETRY_AFTER,
-    ),
-}
-
-
 def problem_body(status: int, code: str, detail: str, **extra: Any) -> dict[str, Any]:
     """The problem document itself, for answers that are not HTTP responses (MCP tools)."""
     return {
@@ -272,18 +172,6 @@ def problem_body(status: int, code: str, detail: str, **extra: Any) -> dict[str,
         "code": code,
         **extra,
     }
-
-
-def document_problems(document: dict[str, Any]) -> dict[str, Any]:
-    """Errors are served as `application/problem+json` only: FastAPI documents a response
-    model under `application/json`, so move its schema to the problem media type."""
-    for path_item in document.get("paths", {}).values():
-        for operation in path_item.values():
-            for response in operation.get("responses", {}).values():
-                content = response.get("content", {})
-                if PROBLEM_JSON in content and "application/json" in content:
-                    content[PROBLEM_JSON]["schema"] = content.pop("application/json")["schema"]
-    return document
 
 
 def problem(

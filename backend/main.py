@@ -18,13 +18,13 @@ from backend import auth, db
 from backend.categories.routes import router as categories_router
 from backend.config import Settings, get_settings
 from backend.deps import SessionDep, require_owner
-from backend.errors import PROBLEM_RESPONSES, DatabaseUnavailable, install_error_handlers
+from backend.errors import DatabaseUnavailable, install_error_handlers
 from backend.history.routes import router as history_router
 from backend.idempotency.guard import RecordIdempotentResponses, Replay, replay
 from backend.mcp.server import mcp_sessions, mount_mcp
 from backend.middleware import CatchUnexpected, Deadline, LimitBody, SessionPerRequest
 from backend.observability import Metrics, Observe, lean_log_records, metrics_router
-from backend.openapi import TAGS, TodoAPI
+from backend.openapi import PROBLEM_RESPONSES, TAGS, TodoAPI
 from backend.pagination import CursorSigner
 from backend.ratelimit import LimitRate, RateLimiter
 from backend.stats.routes import router as stats_router
