@@ -8,19 +8,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx2
 import jwt
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import AliasChoices
 from sqlalchemy import Engine, Inspector, create_engine, event, inspect, text
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from backend import migrate
 from backend.config import Settings
 from backend.main import create_app
+from backend.models import Task, TaskHistory
 
 SECRET = "test-secret-that-is-long-enough-for-hs256!"
+MISSING_ID = "00000000-0000-7000-8000-0000000000aa"
 
 
 def _settings_variables() -> set[str]:
@@ -220,6 +223,29 @@ def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
     assert body["code"] == code
     assert {"type", "title", "detail"} <= body.keys()
     return body
+
+
+def assert_invalid(response: httpx2.Response, field: str | None = None) -> list[dict[str, Any]]:
+    """A 422 problem whose `errors` entries carry loc, msg and type (one naming `field`)."""
+    errors: list[dict[str, Any]] = assert_problem(response, 422, "validation_error")["errors"]
+    assert errors
+    for error in errors:
+        assert {"loc", "msg", "type"} <= error.keys()
+    if field is not None:
+        assert any(error["loc"][-1] == field for error in errors), errors
+    return errors
+
+
+def history(db: Session) -> list[str]:
+    """The stored history actions, oldest first."""
+    db.expire_all()
+    entries = db.exec(select(TaskHistory).order_by(col(TaskHistory.occurred_at))).all()
+    return [entry.action for entry in entries]
+
+
+def stored_task(db: Session) -> Task:
+    db.expire_all()
+    return db.exec(select(Task)).one()
 
 
 def migrations_dir() -> Path:

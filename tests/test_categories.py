@@ -9,8 +9,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
 from backend.models import Category, Task, TaskHistory
-from tests.conftest import AuthFactory, Factory, assert_problem
-from tests.test_tasks import MISSING_ID, assert_invalid
+from tests.conftest import MISSING_ID, AuthFactory, Factory, assert_invalid, assert_problem
 
 CATEGORY_FIELDS = {"id", "name", "color", "created_at", "updated_at", "version"}
 

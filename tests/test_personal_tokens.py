@@ -12,7 +12,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
 from backend.models import PersonalToken, TokenScope, User
-from tests.conftest import AuthFactory, assert_problem
+from tests.conftest import AuthFactory, assert_invalid, assert_problem
 from tests.operations import (
     MISSING_ID,
     READS,
@@ -26,7 +26,6 @@ from tests.operations import (
     send,
     url,
 )
-from tests.test_tasks import assert_invalid
 
 TOKEN_FIELDS = {"id", "name", "scope", "hint", "created_at", "expires_at", "last_used_at"}
 PREFIX = "todo_pat_"

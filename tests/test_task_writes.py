@@ -1,18 +1,14 @@
-"""Tasks: replace, update, complete, reopen and delete, with versions and history."""
+"""Tasks: replace, update and delete, with versions and history."""
 
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import Session, col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel import Session, select
 
-from backend.models import Task, TaskHistory, TaskPublic
-from backend.tasks import service as tasks_service
-from tests.conftest import AuthFactory, Factory, assert_problem
-from tests.test_tasks import MISSING_ID, assert_invalid
+from backend.models import Task, TaskHistory
+from tests.conftest import MISSING_ID, AuthFactory, Factory, assert_invalid, history, stored_task
 
 FULL = {
     "title": "Full",
@@ -28,18 +24,6 @@ DEFAULTS = {
     "completed": False,
     "completed_at": None,
 }
-
-
-def history(db: Session) -> list[str]:
-    """The stored history actions, oldest first."""
-    db.expire_all()
-    entries = db.exec(select(TaskHistory).order_by(col(TaskHistory.occurred_at))).all()
-    return [entry.action for entry in entries]
-
-
-def stored_task(db: Session) -> Task:
-    db.expire_all()
-    return db.exec(select(Task)).one()
 
 
 def test_replace_task_resets_absent_fields_to_defaults(
@@ -237,88 +221,6 @@ def test_update_task_bumps_version_once_per_change(
     assert history(db) == ["created", "updated", "updated"]
 
 
-@pytest.fixture
-def lost_race(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The first locked read answers a version another writer has since replaced, as if
-    it had written between the read and the write-back; later reads are current. The
-    versions the write read, in order."""
-    get_task = tasks_service.get_task
-    versions: list[int] = []
-
-    async def stale_first(
-        session: AsyncSession, *, user_id: str, task_id: UUID, for_update: bool = False
-    ) -> TaskPublic:
-        current = await get_task(session, user_id=user_id, task_id=task_id, for_update=for_update)
-        if not for_update:
-            return current
-        if not versions:
-            current = current.model_copy(update={"version": current.version - 1})
-        versions.append(current.version)
-        return current
-
-    monkeypatch.setattr(tasks_service, "get_task", stale_first)
-    return versions
-
-
-def test_update_task_that_lost_a_race_is_applied_to_the_current_row(
-    client: TestClient,
-    auth: AuthFactory,
-    make_task: Factory,
-    db: Session,
-    lost_race: list[int],
-) -> None:
-    task = make_task(title="Before")
-
-    response = client.patch(
-        f"/api/alice/tasks/{task['id']}", json={"title": "After"}, headers=auth("alice")
-    )
-
-    assert response.status_code == 200, response.text
-    assert (response.json()["title"], response.json()["version"]) == ("After", 2)
-    assert lost_race == [0, 1]  # the stale write changed nothing; the second applied
-    assert (stored_task(db).title, stored_task(db).version) == ("After", 2)
-    assert history(db) == ["created", "updated"]
-
-
-def test_conditional_update_that_lost_a_race_is_412_and_writes_nothing(
-    client: TestClient,
-    auth: AuthFactory,
-    make_task: Factory,
-    db: Session,
-    lost_race: list[int],
-) -> None:
-    task = make_task(title="Before")
-
-    response = client.patch(
-        f"/api/alice/tasks/{task['id']}",
-        json={"title": "After"},
-        headers=auth("alice") | {"If-Match": '"0"'},  # the version the stale read shows
-    )
-
-    assert_problem(response, 412, "precondition_failed")
-    assert response.headers["ETag"] == '"1"'
-    assert lost_race == [0]
-    assert (stored_task(db).title, stored_task(db).version) == ("Before", 1)
-    assert history(db) == ["created"]
-
-
-def test_delete_task_that_lost_a_race_deletes_the_current_row_once(
-    client: TestClient,
-    auth: AuthFactory,
-    make_task: Factory,
-    db: Session,
-    lost_race: list[int],
-) -> None:
-    task = make_task(title="Going")
-
-    response = client.delete(f"/api/alice/tasks/{task['id']}", headers=auth("alice"))
-
-    assert response.status_code == 204, response.text
-    assert lost_race == [0, 1]
-    assert db.exec(select(Task)).all() == []
-    assert history(db) == ["created", "deleted"]
-
-
 def test_update_task_moves_updated_at_only(
     client: TestClient, auth: AuthFactory, make_task: Factory, db: Session
 ) -> None:
@@ -336,27 +238,6 @@ def test_update_task_moves_updated_at_only(
     )
     stored = stored_task(db)
     assert stored.updated_at == datetime.fromisoformat(updated["updated_at"])
-
-
-def test_update_task_completed_sets_and_clears_completed_at(
-    client: TestClient, auth: AuthFactory, make_task: Factory, db: Session
-) -> None:
-    task = make_task(title="Toggle")
-    path = f"/api/alice/tasks/{task['id']}"
-
-    done = client.patch(path, json={"completed": True}, headers=auth("alice"))
-    stored_done = stored_task(db)
-    reopened = client.patch(path, json={"completed": False}, headers=auth("alice"))
-
-    assert (done.status_code, reopened.status_code) == (200, 200)
-    assert (done.json()["completed"], done.json()["version"]) == (True, 2)
-    assert done.json()["completed_at"] is not None
-    assert stored_done.completed_at == datetime.fromisoformat(done.json()["completed_at"])
-    assert (reopened.json()["completed"], reopened.json()["completed_at"]) == (False, None)
-    assert reopened.json()["version"] == 3
-    stored = stored_task(db)
-    assert (stored.completed, stored.completed_at) == (False, None)
-    assert history(db) == ["created", "completed", "reopened"]
 
 
 @pytest.mark.parametrize(
@@ -432,57 +313,3 @@ def test_delete_task_returns_204_then_404(
     assert [str(row.id) for row in db.exec(select(Task)).all()] == [kept["id"]]
     deleted = db.exec(select(TaskHistory).where(TaskHistory.action == "deleted")).one()
     assert (str(deleted.task_id), deleted.changes) == (task["id"], task)
-
-
-def test_complete_task_sets_completed_at_and_is_idempotent(
-    client: TestClient, auth: AuthFactory, make_task: Factory, db: Session
-) -> None:
-    task = make_task(title="Finish")
-    path = f"/api/alice/tasks/{task['id']}/complete"
-
-    first = client.patch(path, headers=auth("alice"))
-    again = client.patch(path, headers=auth("alice"))
-
-    assert (first.status_code, again.status_code) == (200, 200)
-    done = first.json()
-    assert (done["completed"], done["version"]) == (True, 2)
-    assert done["completed_at"] is not None
-    assert datetime.fromisoformat(done["updated_at"]) > datetime.fromisoformat(task["updated_at"])
-    assert again.json() == done
-    stored = stored_task(db)
-    assert (stored.completed, stored.version) == (True, 2)
-    assert stored.completed_at == datetime.fromisoformat(done["completed_at"])
-    assert history(db) == ["created", "completed"]
-    entry = db.exec(select(TaskHistory).where(TaskHistory.action == "completed")).one()
-    assert entry.changes == {"completed": {"from": False, "to": True}}
-
-
-def test_reopen_task_clears_completed_at_and_is_idempotent(
-    client: TestClient, auth: AuthFactory, make_task: Factory, db: Session
-) -> None:
-    task = make_task(title="Again")
-    path = f"/api/alice/tasks/{task['id']}"
-    client.patch(f"{path}/complete", headers=auth("alice"))
-
-    first = client.patch(f"{path}/incomplete", headers=auth("alice"))
-    again = client.patch(f"{path}/incomplete", headers=auth("alice"))
-
-    assert (first.status_code, again.status_code) == (200, 200)
-    body = first.json()
-    assert (body["completed"], body["completed_at"], body["version"]) == (False, None, 3)
-    assert again.json() == body
-    stored = stored_task(db)
-    assert (stored.completed, stored.completed_at, stored.version) == (False, None, 3)
-    assert history(db) == ["created", "completed", "reopened"]
-
-
-def test_reopen_task_that_is_open_changes_nothing(
-    client: TestClient, auth: AuthFactory, make_task: Factory, db: Session
-) -> None:
-    task = make_task(title="Open")
-
-    response = client.patch(f"/api/alice/tasks/{task['id']}/incomplete", headers=auth("alice"))
-
-    assert response.status_code == 200
-    assert response.json() == task
-    assert (stored_task(db).version, history(db)) == (1, ["created"])
