@@ -340,6 +340,18 @@ class TaskPublic(Public):
     version: int
 
 
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 100
+
+
+# What a list's query string asks of its page; a list with filters extends it.
+class PageQuery(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    cursor: str | None = Field(None, max_length=1024)
+
+
 # The filters of a task list, read from its query string; they combine with AND.
 class TaskFilters(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -352,6 +364,17 @@ class TaskFilters(BaseModel):
     due_before: Instant | None = None
     due_after: Instant | None = None
     q: SearchText | None = Field(None, description="Substring of title or description.")
+
+
+TaskSort = Literal[
+    "created_at", "-created_at", "updated_at", "-updated_at", "due_at", "-due_at",
+    "priority", "-priority", "title", "-title",
+]  # fmt: skip
+
+
+# The query string of a task list: its filters, its sort and its page.
+class TaskListQuery(PageQuery, TaskFilters):
+    sort: TaskSort = "-created_at"
 
 
 # One immutable entry of a task's audit log; it outlives the task.
@@ -397,6 +420,11 @@ class HistoryFilters(BaseModel):
     action: HistoryAction | None = None
     since: Instant | None = Field(None, description="Inclusive.")
     until: Instant | None = Field(None, description="Exclusive.")
+
+
+# The query string of a history list: its filters and its page.
+class HistoryListQuery(PageQuery, HistoryFilters):
+    pass
 
 
 class TokenScope(StrEnum):

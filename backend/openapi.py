@@ -118,6 +118,22 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def query_parameters(model: type[BaseModel]) -> dict[str, Any]:
+    """The `openapi_extra` of a route that reads its query string as `model` itself
+    (`pagination.ListQuery`): each field a parameter, as FastAPI documents a query model."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, field in schema["properties"].items():
+        if "$ref" not in field:
+            field.setdefault("title", name.title().replace("_", " "))
+        parameter = {"name": name, "in": "query", "required": name in required, "schema": field}
+        if "description" in field:
+            parameter["description"] = field["description"]
+        parameters.append(parameter)
+    return {"parameters": parameters}
+
+
 def document_problems(document: dict[str, Any]) -> dict[str, Any]:
     """Errors are served as `application/problem+json` only: FastAPI documents a response
     model under `application/json`, so move its schema to the problem media type."""

@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from backend import db
 from backend.config import Settings
-from backend.models import TaskFilters, TaskPublic
+from backend.models import PageQuery, TaskFilters, TaskPublic
 from backend.pagination import CursorSigner, PageRequest, page_of
 from backend.tasks import service
 from benchmarks import dataset
@@ -86,7 +86,7 @@ async def main(service_dsn: str, user_id: str) -> None:
     sessionmaker = db.create_sessionmaker(engine, settings)
     pool = AsyncConnectionPool(service_dsn, min_size=2, max_size=2, open=False)
     await pool.open()
-    page = PageRequest(limit=20, cursor=None, signer=CursorSigner("x" * 32))
+    page = PageRequest(PageQuery(limit=20), CursorSigner("x" * 32))
 
     async def raw_driver() -> None:
         async with pool.connection() as connection:

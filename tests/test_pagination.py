@@ -1,11 +1,13 @@
-"""CursorSigner: opaque cursors that only their own owner and list can read back."""
+"""Lists: opaque cursors only their own owner and list can read back; the query string."""
 
 import base64
 
 import pytest
+from fastapi.testclient import TestClient
 
 from backend.errors import InvalidInput
 from backend.pagination import CursorSigner
+from tests.conftest import AuthFactory, Factory, assert_problem
 
 SECRET = "cursor-secret-that-is-long-enough-for-tests!"
 SCOPE = "tasks:-created_at"
@@ -112,3 +114,30 @@ def test_decode_cursor_refuses_a_truncated_cursor(keep: int) -> None:
 )
 def test_decode_cursor_refuses_what_is_not_a_cursor(cursor: str) -> None:
     _assert_refused("alice", SCOPE, cursor)
+
+
+def test_a_list_answers_every_bad_query_parameter_at_once(
+    client: TestClient, auth: AuthFactory
+) -> None:
+    response = client.get(
+        "/api/alice/tasks?limit=0&completed=maybe&sort=size", headers=auth("alice")
+    )
+    errors = assert_problem(response, 422, "validation_error")["errors"]
+    assert sorted(error["loc"] for error in errors) == [
+        ["query", "completed"],
+        ["query", "limit"],
+        ["query", "sort"],
+    ]
+    assert all(error["msg"] and error["type"] for error in errors)
+
+
+def test_a_list_reads_the_last_of_a_repeated_parameter_and_ignores_unknown_ones(
+    client: TestClient, auth: AuthFactory, make_task: Factory
+) -> None:
+    for title in ("one", "two", "three"):
+        make_task("alice", title=title)
+    response = client.get(
+        "/api/alice/tasks?limit=5&limit=2&color=red&sort=title", headers=auth("alice")
+    )
+    assert response.status_code == 200
+    assert [task["title"] for task in response.json()["items"]] == ["one", "three"]

@@ -16,12 +16,12 @@ from backend.conditions import (
 from backend.deps import OwnerId, SessionDep, location
 from backend.idempotency.guard import Idempotent
 from backend.models import CategoryCreate, CategoryPublic, CategoryUpdate, Page
-from backend.pagination import PageDep, page_of
+from backend.pagination import PAGE, PageDep, page_of
 
 router = APIRouter(prefix="/categories", tags=["categories"])
 
 
-@router.get("", response_model=Page[CategoryPublic])
+@router.get("", response_model=Page[CategoryPublic], openapi_extra=PAGE.openapi)
 async def list_categories(
     session: SessionDep, user_id: OwnerId, page: PageDep
 ) -> Page[CategoryPublic]:

@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.conditions import UNCONDITIONAL, Precondition, write_once_current
 from backend.db import utcnow
 from backend.errors import Conflict, NotFound
-from backend.models import Category, CategoryCreate
+from backend.models import Category, CategoryCreate, PageQuery
 from backend.owned import ById, owned_by
 from backend.pagination import Keyset, PageRequest, Record, fetch_page
 from backend.tasks.service import uncategorize_tasks
@@ -46,7 +46,7 @@ _LISTED = select(Category).where(owned_by(Category.user_id))
 
 
 async def list_categories(
-    session: AsyncSession, *, user_id: str, page: PageRequest
+    session: AsyncSession, *, user_id: str, page: PageRequest[PageQuery]
 ) -> tuple[list[Record], str | None]:
     return await fetch_page(
         session, _LISTED, keyset=BY_NAME, page=page, owner=user_id, scope="categories"

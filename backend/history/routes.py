@@ -3,26 +3,27 @@
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends
 
 from backend.deps import OwnerId, SessionDep
 from backend.history import service
-from backend.models import HistoryFilters, HistoryPublic, Page
-from backend.pagination import PageDep, page_of
+from backend.models import HistoryListQuery, HistoryPublic, Page
+from backend.pagination import PAGE, ListQuery, PageDep, PageRequest, page_of
 
 router = APIRouter(tags=["history"])
 
+HISTORY_LIST = ListQuery(HistoryListQuery)
 
-@router.get("/history", response_model=Page[HistoryPublic])
+
+@router.get("/history", response_model=Page[HistoryPublic], openapi_extra=HISTORY_LIST.openapi)
 async def list_history(
     session: SessionDep,
     user_id: OwnerId,
-    page: PageDep,
-    filters: Annotated[HistoryFilters, Query()],
+    page: Annotated[PageRequest[HistoryListQuery], Depends(HISTORY_LIST)],
 ) -> Page[HistoryPublic]:
     """The caller's history, newest first; `since` is inclusive, `until` exclusive."""
     entries, next_cursor = await service.list_history(
-        session, user_id=user_id, page=page, filters=filters
+        session, user_id=user_id, page=page, filters=page.query
     )
     return page_of(HistoryPublic, entries, next_cursor)
 
@@ -34,7 +35,9 @@ async def get_history_entry(session: SessionDep, user_id: OwnerId, entry_id: UUI
     return HistoryPublic.model_validate(entry)
 
 
-@router.get("/tasks/{task_id}/history", response_model=Page[HistoryPublic])
+@router.get(
+    "/tasks/{task_id}/history", response_model=Page[HistoryPublic], openapi_extra=PAGE.openapi
+)
 async def list_task_history(
     session: SessionDep, user_id: OwnerId, task_id: UUID, page: PageDep
 ) -> Page[HistoryPublic]:

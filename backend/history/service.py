@@ -14,7 +14,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from uuid6 import uuid7
 
 from backend.errors import NotFound
-from backend.models import HistoryAction, HistoryFilters, TaskHistory
+from backend.models import HistoryAction, HistoryFilters, PageQuery, TaskHistory
 from backend.owned import OWNER, ById, owned_by
 from backend.pagination import Keyset, PageRequest, Record, fetch_page
 
@@ -81,6 +81,8 @@ def _listing(filters: frozenset[str]) -> SelectOfScalar[TaskHistory]:
     return listed.where(*(_FILTERS[name] for name in sorted(filters)))
 
 
+_FILTER_NAMES = set(HistoryFilters.model_fields)
+"""What `filters` holds to filter by (a list's query model holds its page too)."""
 _BY_ID = ById(TaskHistory)
 
 
@@ -88,10 +90,10 @@ async def list_history(
     session: AsyncSession,
     *,
     user_id: str,
-    page: PageRequest,
+    page: PageRequest[PageQuery],
     filters: HistoryFilters,
 ) -> tuple[list[Record], str | None]:
-    chosen = filters.model_dump(exclude_none=True)
+    chosen = filters.model_dump(include=_FILTER_NAMES, exclude_none=True)
     return await fetch_page(
         session,
         _listing(frozenset(chosen)),
@@ -112,7 +114,7 @@ _KNOWN_TASK = (
 
 
 async def list_task_history(
-    session: AsyncSession, *, user_id: str, task_id: UUID, page: PageRequest
+    session: AsyncSession, *, user_id: str, task_id: UUID, page: PageRequest[PageQuery]
 ) -> tuple[list[Record], str | None]:
     """A task's history, also after its deletion; 404 for a task that never was the caller's."""
     known = await session.exec(_KNOWN_TASK, params={OWNER: user_id, "task_id": task_id})

@@ -15,11 +15,14 @@ from backend.conditions import UNCONDITIONAL, Precondition, etag_of
 from backend.errors import InvalidInput
 from backend.history import service as history
 from backend.models import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
     CategoryCreate,
     CategoryPublic,
     Forbid,
     HistoryPublic,
     Page,
+    PageQuery,
     SearchText,
     TaskCreate,
     TaskFilters,
@@ -27,7 +30,7 @@ from backend.models import (
     TaskUpdate,
     WeeklyStats,
 )
-from backend.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorSigner, PageRequest, page_of
+from backend.pagination import CursorSigner, PageRequest, page_of
 from backend.stats import service as stats
 from backend.stats.routes import known_time_zones
 from backend.tasks import service as tasks
@@ -91,8 +94,8 @@ class Caller:
     user_id: str
     signer: CursorSigner
 
-    def page(self, args: PageArgs) -> PageRequest:
-        return PageRequest(limit=args.limit, cursor=args.cursor, signer=self.signer)
+    def page(self, args: PageArgs) -> PageRequest[PageQuery]:
+        return PageRequest(PageQuery(limit=args.limit, cursor=args.cursor), self.signer)
 
 
 Outcome = tuple[BaseModel, str]

@@ -3,7 +3,7 @@
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.conditions import (
@@ -20,30 +20,29 @@ from backend.idempotency.guard import Idempotent
 from backend.models import (
     Page,
     TaskCreate,
-    TaskFilters,
+    TaskListQuery,
     TaskPublic,
     TaskReplace,
     TaskUpdate,
 )
-from backend.pagination import PageDep, page_of
+from backend.pagination import ListQuery, PageRequest, page_of
 from backend.tasks import service
-from backend.tasks.service import TaskSort
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
+TASK_LIST = ListQuery(TaskListQuery)
 
-@router.get("", response_model=Page[TaskPublic])
+
+@router.get("", response_model=Page[TaskPublic], openapi_extra=TASK_LIST.openapi)
 async def list_tasks(
     session: SessionDep,
     user_id: OwnerId,
-    page: PageDep,
-    filters: Annotated[TaskFilters, Query()],
-    sort: TaskSort = "-created_at",
+    page: Annotated[PageRequest[TaskListQuery], Depends(TASK_LIST)],
 ) -> Page[TaskPublic]:
     """The caller's tasks, one page at a time: pass `next_cursor` back as `cursor`. Filters
     combine with AND; `sort` takes a field, `-` for descending."""
     tasks, next_cursor = await service.list_tasks(
-        session, user_id=user_id, filters=filters, sort=sort, page=page
+        session, user_id=user_id, filters=page.query, sort=page.query.sort, page=page
     )
     return page_of(TaskPublic, tasks, next_cursor)
 

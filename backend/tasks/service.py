@@ -3,7 +3,7 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 from pydantic import AwareDatetime, TypeAdapter
@@ -37,19 +37,16 @@ from backend.models import (
     TASK_SEARCH,
     Category,
     HistoryAction,
+    PageQuery,
     Priority,
     Task,
     TaskCreate,
     TaskFilters,
     TaskPublic,
+    TaskSort,
 )
 from backend.owned import OWNER, ROW_ID, owned_by
 from backend.pagination import Keyset, PageRequest, Record, fetch_page
-
-TaskSort = Literal[
-    "created_at", "-created_at", "updated_at", "-updated_at", "due_at", "-due_at",
-    "priority", "-priority", "title", "-title",
-]  # fmt: skip
 
 _SORT_COLUMNS: dict[str, tuple[TypeAdapter[Any], bool]] = {
     "created_at": (TypeAdapter(AwareDatetime), False),
@@ -144,7 +141,7 @@ async def list_tasks(
     user_id: str,
     filters: TaskFilters,
     sort: TaskSort,
-    page: PageRequest,
+    page: PageRequest[PageQuery],
 ) -> tuple[list[Record], str | None]:
     chosen: dict[str, Any] = {
         name: value

@@ -6,13 +6,13 @@ from fastapi import APIRouter, Depends, Request, Response, status
 
 from backend.deps import OwnerId, SessionDep, location, require_session_token
 from backend.models import Page, TokenCreate, TokenCreated, TokenPublic
-from backend.pagination import PageDep, page_of
+from backend.pagination import PAGE, PageDep, page_of
 from backend.tokens import service
 
 router = APIRouter(prefix="/tokens", tags=["tokens"], dependencies=[Depends(require_session_token)])
 
 
-@router.get("", response_model=Page[TokenPublic])
+@router.get("", response_model=Page[TokenPublic], openapi_extra=PAGE.openapi)
 async def list_tokens(session: SessionDep, user_id: OwnerId, page: PageDep) -> Page[TokenPublic]:
     """The caller's personal access tokens, newest first, without their secrets."""
     tokens, next_cursor = await service.list_tokens(session, user_id=user_id, page=page)

@@ -13,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.auth import Claims, Scope
 from backend.db import scope_to, utcnow
 from backend.errors import Conflict, InvalidInput, InvalidToken, NotFound
-from backend.models import PersonalToken, TokenCreate, TokenScope
+from backend.models import PageQuery, PersonalToken, TokenCreate, TokenScope
 from backend.owned import OWNER, ROW_ID, ById, owned_by
 from backend.pagination import Keyset, PageRequest, Record, fetch_page
 
@@ -49,7 +49,7 @@ _BY_ID = ById(PersonalToken)
 
 
 async def list_tokens(
-    session: AsyncSession, *, user_id: str, page: PageRequest
+    session: AsyncSession, *, user_id: str, page: PageRequest[PageQuery]
 ) -> tuple[list[Record], str | None]:
     return await fetch_page(
         session, _LISTED, keyset=NEWEST_FIRST, page=page, owner=user_id, scope="tokens"
