@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.auth import Claims, Scope, TokenVerifier, bearer_token
 from backend.db import scope_to
 from backend.errors import Forbidden, InsufficientScope, RateLimited
-from backend.middleware import READ_METHODS, SESSION, SessionSlot
+from backend.middleware import READ_METHODS, SESSION, SessionSlot, Turns
 from backend.ratelimit import VERDICTS, RateLimiter
 from backend.tokens.service import PAT_PREFIX, verify_personal_token
 from backend.users.service import KnownUsers, ensure_user
@@ -36,7 +36,8 @@ class OwnerGuard(SecurityBase):
     """The guard of every `/api/{user_id}` route, on the router: verify the one bearer
     token, count the request against its subject's rate budget before any other work, then
     let it act only for the path's `{user_id}` (the subject, byte for byte), within the
-    token's scope (reads for `read`, anything else `write`).
+    token's scope (reads for `read`, anything else `write`), once it has its turn
+    (`middleware.Turns`).
 
     One dependency with no sub-dependencies: FastAPI solves every dependency's sub-tree on
     every request, cached or not, so the guard opens the session itself and is itself the
@@ -56,6 +57,8 @@ class OwnerGuard(SecurityBase):
         if claims.subject != user_id:
             raise Forbidden
         needed: Scope = "read" if request.method in READ_METHODS else "write"
+        turns: Turns = request.app.state.turns
+        await turns.take(request.scope[SESSION])
         await act_for(session, claims=claims, needed=needed, known=request.app.state.known_users)
         request.scope[CALLER] = claims
 

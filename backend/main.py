@@ -22,13 +22,7 @@ from backend.errors import DatabaseUnavailable, install_error_handlers
 from backend.history.routes import router as history_router
 from backend.idempotency.guard import RecordIdempotentResponses, Replay, replay
 from backend.mcp.server import mcp_sessions, mount_mcp
-from backend.middleware import (
-    Admission,
-    CatchUnexpected,
-    Deadline,
-    LimitBody,
-    SessionPerRequest,
-)
+from backend.middleware import CatchUnexpected, Deadline, LimitBody, SessionPerRequest, Turns
 from backend.observability import Metrics, Observe, lean_log_records, metrics_router
 from backend.openapi import PROBLEM_RESPONSES, TAGS, TodoAPI
 from backend.pagination import CursorSigner
@@ -89,6 +83,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = db.create_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = db.create_sessionmaker(engine, settings)
+        app.state.turns = Turns(
+            settings.request_concurrency or settings.db_pool_size,
+            wait_seconds=settings.db_pool_timeout_seconds,
+        )
         async with mcp_sessions(app):
             yield
         if app.state.rate_limiter is not None:
@@ -115,12 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Replay, replay)
     app.add_middleware(SessionPerRequest)  # innermost: the session ends before the rest
     app.add_middleware(RecordIdempotentResponses)
-    app.add_middleware(
-        Admission,
-        limit=settings.request_concurrency or settings.db_pool_size,
-        wait_seconds=settings.db_pool_timeout_seconds,
-    )
-    app.add_middleware(LimitBody, max_bytes=MAX_BODY_BYTES)  # the body in before a turn
+    app.add_middleware(LimitBody, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(Deadline, seconds=settings.request_deadline_seconds)
     if app.state.rate_limiter is not None:
         app.add_middleware(LimitRate, limiter=app.state.rate_limiter)

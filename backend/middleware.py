@@ -1,5 +1,5 @@
-"""ASGI middleware: the request's session, the body limit, turns, the deadline and the
-last-resort error catcher."""
+"""ASGI middleware: the request's session and its turn, the body limit, the deadline and
+the last-resort error catcher."""
 
 import asyncio
 import logging
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.db import end_session
@@ -21,23 +22,52 @@ from backend.errors import (
 logger = logging.getLogger("todo_api")
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-"""Answered whatever the load and the database: they never wait their turn."""
 SESSION = "todo_api.session"
 """Scope key: the request's `SessionSlot`."""
 
 
+class Turns:
+    """At most `limit` requests at a time do their work; the others wait their turn in
+    order of arrival (a fair semaphore), at most `wait_seconds`, then 503 `db_unavailable`,
+    as a pool timeout answers.
+
+    With as many turns as the pool has connections, a request starts its work only when
+    it can have one, and runs beside few others: interleaving all of them on one core
+    made each take longer and gave the latency a long tail (specs/performance.md). The
+    owner guard takes the turn once the caller is known (`backend.deps.require_owner`),
+    so a token waiting on the identity provider's keys, or refused, holds none; the
+    request's `SessionPerRequest` gives it back.
+    """
+
+    def __init__(self, limit: int, *, wait_seconds: float) -> None:
+        self._turns = asyncio.Semaphore(limit)
+        self._wait_seconds = wait_seconds
+
+    async def take(self, slot: "SessionSlot") -> None:
+        try:
+            async with asyncio.timeout(self._wait_seconds):
+                await self._turns.acquire()
+                slot.turns = self  # before any other await: whatever happens, it is given back
+        except TimeoutError:
+            raise DatabaseUnavailable from None
+
+    def give_back(self) -> None:
+        self._turns.release()
+
+
 @dataclass(slots=True)
 class SessionSlot:
-    """Where the request's session is kept once `backend.deps.get_session` opens it."""
+    """Where the request's session is kept once `backend.deps.get_session` opens it, and
+    the turns it took one of, if it did."""
 
     session: AsyncSession | None = None
+    turns: Turns | None = None
 
 
 class SessionPerRequest:
     """End the request's session, if it opened one, once the answer is sent: a read that
     succeeded with `COMMIT` (`end_session`), anything else by closing (a rollback of whatever
-    was not committed; writes commit in their services).
+    was not committed; writes commit in their services). Then give back its turn.
 
     A middleware rather than a `yield` dependency: FastAPI enters a generator dependency
     through a context manager, an exit stack and a cancel scope on every request, which
@@ -64,17 +94,20 @@ class SessionPerRequest:
         try:
             await self.app(scope, receive, send_noting)
         finally:
-            if (session := slot.session) is not None:
-                read = succeeded and scope["method"] in READ_METHODS
-                await end_session(session, commit=read)
+            try:
+                if (session := slot.session) is not None:
+                    read = succeeded and scope["method"] in READ_METHODS
+                    await end_session(session, commit=read)
+            finally:
+                if slot.turns is not None:
+                    slot.turns.give_back()
 
 
 class LimitBody:
-    """Read the whole body before the app runs, refusing one over `max_bytes` with 413:
-    a declared `Content-Length` before a byte is read, a chunked body as it streams in.
+    """Refuse a body over `max_bytes` with 413 before it is buffered whole.
 
-    The app, and `Admission` inside this, then never wait on a slow upload: a client
-    trickling its body in holds no turn (nor a database connection) meanwhile.
+    A declared `Content-Length` is refused before a byte is read; a chunked body is
+    counted as it streams in.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -87,70 +120,21 @@ class LimitBody:
             return
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send)
+            error = PayloadTooLarge()
+            await problem(error.status, error.code, error.detail)(scope, receive, send)
             return
-        chunks: list[bytes] = []
         received = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # gone before its body arrived: nobody to answer
-            chunks.append(message.get("body", b""))
-            received += len(chunks[-1])
-            if received > self.max_bytes:
-                await self._refuse(scope, receive, send)
-                return
-            more = message.get("more_body", False)
-        body: Message | None = {"type": "http.request", "body": b"".join(chunks)}
 
-        async def receive_read() -> Message:
-            nonlocal body
-            if body is None:
-                return await receive()  # after the body: the disconnect, when it comes
-            message, body = body, None
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                # An HTTPException passes through FastAPI's body parsing unchanged.
+                raise HTTPException(PayloadTooLarge.status, PayloadTooLarge.detail)
             return message
 
-        await self.app(scope, receive_read, send)
-
-    @staticmethod
-    async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
-        error = PayloadTooLarge()
-        await problem(error.status, error.code, error.detail)(scope, receive, send)
-
-
-class Admission:
-    """Serve at most `limit` requests at once; the others wait their turn in order of
-    arrival, at most `wait_seconds`, then 503 `db_unavailable`, as a pool timeout answers.
-
-    With as many turns as the pool has connections, a request starts only when it can
-    have one, and runs beside few others, where every request shared the cores with all
-    the others and queued for the pool only after its token was checked: at 64 connections
-    a worker served more requests, with a p99 of a third (specs/performance.md). Public
-    health routes and `/metrics` never wait.
-    """
-
-    def __init__(self, app: ASGIApp, limit: int, wait_seconds: float) -> None:
-        self.app = app
-        self.turns = asyncio.Semaphore(limit)
-        self.wait_seconds = wait_seconds
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
-            await self.app(scope, receive, send)
-            return
-        try:
-            async with asyncio.timeout(self.wait_seconds):
-                await self.turns.acquire()
-        except TimeoutError:
-            error = DatabaseUnavailable()
-            answer = problem(error.status, error.code, error.detail, headers=error.headers)
-            await answer(scope, receive, send)
-            return
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.turns.release()
+        await self.app(scope, receive_limited, send)
 
 
 class Deadline:

@@ -1,144 +1,112 @@
-"""Middleware: the body read whole before a request takes its turn; turns in order."""
+"""Turns: at most so many requests at work, the others in order of arrival, each turn
+given back however its request ends."""
 
 import asyncio
-import json
-from collections.abc import Awaitable, Callable
-from typing import Any
+import contextlib
 
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session
 from starlette.types import Message, Receive, Scope, Send
 
 from backend.config import Settings
-from backend.main import MAX_BODY_BYTES, create_app
-from backend.middleware import Admission, LimitBody
-
-Answer = tuple[int, dict[str, Any]]
-
-
-def _scope(path: str = "/api/alice/tasks") -> Scope:
-    return {"type": "http", "method": "GET", "path": path, "headers": [], "query_string": b""}
-
-
-class Held:
-    """An app whose requests start, note their path, and end when released."""
-
-    def __init__(self) -> None:
-        self.started: list[str] = []
-        self.running = 0
-        self.most = 0
-        self.release = asyncio.Event()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.started.append(scope["path"])
-        self.running += 1
-        self.most = max(self.most, self.running)
-        message = await receive()
-        if scope["path"] not in {"/healthz", "/metrics"}:
-            await self.release.wait()
-        self.running -= 1
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": message.get("body", b"")})
-
-
-async def _call(app: Callable[..., Awaitable[None]], scope: Scope, body: bytes = b"") -> Answer:
-    """The status and the JSON body (if any) of one request with `body`, sent at once."""
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    status = sent[0]["status"]
-    headers = {k.decode(): v.decode() for k, v in sent[0].get("headers", [])}
-    content = b"".join(message.get("body", b"") for message in sent[1:])
-    parsed = json.loads(content) if "json" in headers.get("content-type", "") else {}
-    return status, {"headers": headers, "body": parsed, "raw": content}
+from backend.errors import DatabaseUnavailable
+from backend.main import create_app
+from backend.middleware import SESSION, SessionPerRequest, SessionSlot, Turns
+from tests.conftest import AuthFactory
 
 
 def test_requests_past_the_limit_wait_their_turn_in_order_of_arrival() -> None:
-    async def scenario() -> Held:
-        held = Held()
-        app = Admission(held, limit=2, wait_seconds=5)
-        calls = []
+    async def scenario() -> tuple[list[int], int]:
+        turns = Turns(2, wait_seconds=5)
+        started: list[int] = []
+        release = asyncio.Event()
+        running = most = 0
+
+        async def work(number: int) -> None:
+            nonlocal running, most
+            slot = SessionSlot()
+            await turns.take(slot)
+            started.append(number)
+            running += 1
+            most = max(most, running)
+            await release.wait()
+            running -= 1
+            turns.give_back()
+
+        tasks = []
         for number in range(5):
-            calls.append(asyncio.ensure_future(_call(app, _scope(f"/r{number}"))))
+            tasks.append(asyncio.ensure_future(work(number)))
             await asyncio.sleep(0.01)
-        assert held.started == ["/r0", "/r1"]
-        held.release.set()
-        answers = await asyncio.gather(*calls)
-        assert [status for status, _ in answers] == [200] * 5
-        return held
+        assert started == [0, 1]
+        release.set()
+        await asyncio.gather(*tasks)
+        return started, most
 
-    held = asyncio.run(scenario())
-    assert held.started == ["/r0", "/r1", "/r2", "/r3", "/r4"]
-    assert held.most == 2
-
-
-def test_a_request_that_waits_past_the_pool_timeout_is_503_db_unavailable() -> None:
-    async def scenario() -> tuple[Answer, Answer]:
-        held = Held()
-        app = Admission(held, limit=1, wait_seconds=0.05)
-        first = asyncio.ensure_future(_call(app, _scope("/first")))
-        await asyncio.sleep(0.01)
-        waited = await _call(app, _scope("/second"))
-        held.release.set()
-        return await first, waited
-
-    first, waited = asyncio.run(scenario())
-    assert first[0] == 200
-    status, answer = waited
-    assert status == 503
-    assert answer["body"]["code"] == "db_unavailable"
-    assert "retry-after" in answer["headers"]
+    started, most = asyncio.run(scenario())
+    assert started == [0, 1, 2, 3, 4]
+    assert most == 2
 
 
-def test_health_and_metrics_never_wait_their_turn() -> None:
-    async def scenario() -> list[Answer]:
-        held = Held()
-        app = Admission(held, limit=1, wait_seconds=0.05)
-        busy = asyncio.ensure_future(_call(app, _scope("/busy")))
-        await asyncio.sleep(0.01)
-        answers = [await _call(app, _scope(path)) for path in ("/healthz", "/metrics")]
-        held.release.set()
-        await busy
-        return answers
+def test_a_request_that_waits_past_the_pool_timeout_is_db_unavailable() -> None:
+    async def scenario() -> SessionSlot:
+        turns = Turns(1, wait_seconds=0.05)
+        await turns.take(SessionSlot())
+        waiting = SessionSlot()
+        with pytest.raises(DatabaseUnavailable):
+            await turns.take(waiting)
+        return waiting
 
-    assert [status for status, _ in asyncio.run(scenario())] == [200, 200]
+    assert asyncio.run(scenario()).turns is None  # nothing to give back
 
 
-def test_a_slow_upload_holds_no_turn_and_the_app_gets_its_whole_body() -> None:
-    async def scenario() -> tuple[Held, Answer]:
-        held = Held()
-        app = LimitBody(Admission(held, limit=1, wait_seconds=5), max_bytes=MAX_BODY_BYTES)
-        trickle: asyncio.Queue[Message] = asyncio.Queue()
+@pytest.mark.parametrize("ending", ["answered", "raised", "cancelled"])
+def test_the_session_middleware_gives_the_turn_back_however_the_request_ends(
+    ending: str,
+) -> None:
+    async def scenario() -> bool:
+        turns = Turns(1, wait_seconds=0.05)
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            await turns.take(scope[SESSION])
+            if ending == "raised":
+                raise RuntimeError
+            if ending == "cancelled":
+                raise asyncio.CancelledError
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b""}
 
         async def send(message: Message) -> None:
             pass
 
-        slow = asyncio.ensure_future(app(_scope("/slow"), trickle.get, send))
-        await trickle.put({"type": "http.request", "body": b'{"title": ', "more_body": True})
-        await asyncio.sleep(0.01)
-        assert held.started == []  # still uploading: no turn taken
-        held.release.set()
-        quick = await _call(app, _scope("/quick"), b'{"title": "quick"}')
-        await trickle.put({"type": "http.request", "body": b'"slow"}', "more_body": False})
-        await slow
-        return held, quick
+        scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+        with contextlib.suppress(RuntimeError, asyncio.CancelledError):
+            await SessionPerRequest(app)(scope, receive, send)
+        await turns.take(SessionSlot())  # 503 if the turn was kept
+        return True
 
-    held, (status, answer) = asyncio.run(scenario())
-    assert held.started == ["/quick", "/slow"]
-    assert status == 200
-    assert answer["raw"] == b'{"title": "quick"}'
+    assert asyncio.run(scenario())
+
+
+def test_every_user_request_gives_its_turn_back(
+    settings: Settings, auth: AuthFactory, db: Session
+) -> None:
+    app = create_app(settings.model_copy(update={"request_concurrency": 1}))
+    with TestClient(app) as client:
+        for path, status in [("tasks", 200), ("tasks/0193a5f2-7c1e-7d3a-9b2e-4f6a8c0d1e2f", 404)]:
+            assert client.get(f"/api/alice/{path}", headers=auth("alice")).status_code == status
+        assert client.get("/api/alice/tasks").status_code == 401  # refused: took no turn
+        assert client.post("/api/alice/tasks", json={}, headers=auth("alice")).status_code == 422
+        assert client.get("/api/alice/tasks", headers=auth("alice")).status_code == 200
 
 
 def test_turns_default_to_the_pool_size(settings: Settings) -> None:
-    def turns(app: Any) -> int:
-        admission = next(m for m in app.user_middleware if m.cls is Admission)
-        limit: int = admission.kwargs["limit"]
-        return limit
+    def turns(update: dict[str, int]) -> int:
+        with TestClient(create_app(settings.model_copy(update=update))) as client:
+            app_turns: Turns = client.app.state.turns  # type: ignore[attr-defined]
+            return app_turns._turns._value
 
-    assert turns(create_app(settings.model_copy(update={"db_pool_size": 7}))) == 7
-    tuned = settings.model_copy(update={"db_pool_size": 7, "request_concurrency": 3})
-    assert turns(create_app(tuned)) == 3
+    assert turns({"db_pool_size": 7}) == 7
+    assert turns({"db_pool_size": 7, "request_concurrency": 3}) == 3
