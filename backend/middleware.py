@@ -49,6 +49,7 @@ class Turns:
                 await self._turns.acquire()
                 slot.turns = self  # before any other await: whatever happens, it is given back
         except TimeoutError:
+            logger.warning("no turn free within %ss: answered db_unavailable", self._wait_seconds)
             raise DatabaseUnavailable from None
 
     def give_back(self) -> None:
