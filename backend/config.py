@@ -75,8 +75,9 @@ class Settings(BaseSettings):
     request_deadline_seconds: float = Field(default=8, gt=0)
     """The most a request may take, database work included, before 503 `timeout`."""
     request_concurrency: int | None = Field(default=None, ge=1)
-    """Requests a worker serves at once (default: `db_pool_size`); the others wait their turn
-    in order of arrival, at most `db_pool_timeout_seconds`, then 503 `db_unavailable`."""
+    """User requests a worker works on at once, each from the acceptance of its token
+    (default: `db_pool_size`); the others wait their turn in order, at most
+    `db_pool_timeout_seconds`, then 503 `db_unavailable` (`middleware.Turns`)."""
     rate_limit_enabled: bool = True
     rate_limit_user: str = "600/minute"
     """Requests per token subject, counted after authentication (limits' notation)."""
