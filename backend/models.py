@@ -342,14 +342,19 @@ class TaskPublic(Public):
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
+# A page's size and position, as every list takes them (REST query strings, MCP tools).
+PageLimit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description="Items per page.")]
+PageCursor = Annotated[
+    str | None, Field(max_length=1024, description="`next_cursor` of the previous page.")
+]
 
 
 # What a list's query string asks of its page; a list with filters extends it.
 class PageQuery(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    cursor: str | None = Field(None, max_length=1024)
+    limit: PageLimit = DEFAULT_LIMIT
+    cursor: PageCursor = None
 
 
 # The filters of a task list, read from its query string; they combine with AND.

@@ -16,12 +16,13 @@ from backend.errors import InvalidInput
 from backend.history import service as history
 from backend.models import (
     DEFAULT_LIMIT,
-    MAX_LIMIT,
     CategoryCreate,
     CategoryPublic,
     Forbid,
     HistoryPublic,
     Page,
+    PageCursor,
+    PageLimit,
     PageQuery,
     SearchText,
     TaskCreate,
@@ -41,10 +42,8 @@ Args = TypeVar("Args", bound=BaseModel)
 
 
 class PageArgs(Forbid):
-    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT, description="Items per page.")] = DEFAULT_LIMIT
-    cursor: Annotated[
-        str | None, Field(max_length=1024, description="`next_cursor` of the previous page.")
-    ] = None
+    limit: PageLimit = DEFAULT_LIMIT
+    cursor: PageCursor = None
 
 
 class ListTasksArgs(PageArgs):
