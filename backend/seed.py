@@ -19,7 +19,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from uuid6 import uuid7
 
 from backend.db import scope_to, utcnow
-from backend.models import Category, HistoryAction, Priority, Task, TaskHistory, User
+from backend.fields import HistoryAction, Priority
+from backend.models import Category, Task, TaskHistory, User
 from backend.tasks.service import snapshot
 
 BATCH = 2_000

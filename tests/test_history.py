@@ -6,7 +6,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from backend.models import HistoryAction, Task, TaskHistory
+from backend.fields import HistoryAction
+from backend.models import Task, TaskHistory
 from tests.conftest import AuthFactory, Factory, assert_problem
 
 

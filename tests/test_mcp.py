@@ -7,7 +7,8 @@ from uuid import UUID
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
-from backend.models import Category, HistoryAction, Task, TaskHistory
+from backend.fields import HistoryAction
+from backend.models import Category, Task, TaskHistory
 from tests.conftest import AuthFactory
 from tests.mcp_client import McpCaller, structured, tool_error
 

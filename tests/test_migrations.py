@@ -11,7 +11,8 @@ from sqlmodel import Session, select
 
 from backend import migrate
 from backend.config import Settings
-from backend.models import TASK_SEARCH, Category, HistoryAction, Task, TaskHistory, User
+from backend.fields import HistoryAction
+from backend.models import TASK_SEARCH, Category, Task, TaskHistory, User
 from tests.conftest import TABLES, inspected, table_names
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)

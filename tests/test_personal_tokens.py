@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
-from backend.models import PersonalToken, TokenScope, User
+from backend.fields import TokenScope
+from backend.models import PersonalToken, User
 from tests.conftest import AuthFactory, assert_invalid, assert_problem
 from tests.operations import (
     MISSING_ID,

@@ -7,7 +7,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from backend.models import HistoryAction, Task, TaskHistory, User
+from backend.fields import HistoryAction
+from backend.models import Task, TaskHistory, User
 from tests.conftest import AuthFactory, Factory, assert_problem
 
 NOW = datetime(2026, 3, 12, 20, 0, tzinfo=UTC)

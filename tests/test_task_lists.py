@@ -8,7 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from backend.models import Priority, Task, User
+from backend.fields import Priority
+from backend.models import Task, User
 from tests.conftest import AuthFactory, Factory, assert_problem
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)

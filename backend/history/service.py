@@ -14,7 +14,8 @@ from sqlmodel.sql.expression import SelectOfScalar
 from uuid6 import uuid7
 
 from backend.errors import NotFound
-from backend.models import HistoryAction, HistoryFilters, PageQuery, TaskHistory
+from backend.fields import HistoryAction
+from backend.models import HistoryFilters, PageQuery, TaskHistory
 from backend.owned import OWNER, ById, owned_by
 from backend.pagination import Keyset, PageRequest, Record, fetch_page
 

@@ -13,18 +13,15 @@ from backend.auth import Scope
 from backend.categories import service as categories
 from backend.conditions import UNCONDITIONAL, Precondition, etag_of
 from backend.errors import InvalidInput
+from backend.fields import DEFAULT_LIMIT, PageCursor, PageLimit, SearchText
 from backend.history import service as history
 from backend.models import (
-    DEFAULT_LIMIT,
     CategoryCreate,
     CategoryPublic,
     Forbid,
     HistoryPublic,
     Page,
-    PageCursor,
-    PageLimit,
     PageQuery,
-    SearchText,
     TaskCreate,
     TaskFilters,
     TaskPublic,

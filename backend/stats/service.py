@@ -11,7 +11,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db import UTCDateTime, read_rows, utcnow
-from backend.models import DayStats, HistoryAction, Task, TaskHistory, WeeklyStats
+from backend.fields import HistoryAction
+from backend.models import DayStats, Task, TaskHistory, WeeklyStats
 from backend.owned import OWNER, owned_by
 
 DAYS = 7

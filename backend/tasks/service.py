@@ -32,13 +32,12 @@ from uuid6 import uuid7
 from backend.conditions import UNCONDITIONAL, Precondition, write_once_current
 from backend.db import LIKE_ESCAPE, like_escape, read_rows, utcnow
 from backend.errors import InvalidInput, NotFound
+from backend.fields import HistoryAction, Priority
 from backend.history.service import entry, insert_entries, record_changes
 from backend.models import (
     TASK_SEARCH,
     Category,
-    HistoryAction,
     PageQuery,
-    Priority,
     Task,
     TaskCreate,
     TaskFilters,

@@ -13,7 +13,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.auth import Claims, Scope
 from backend.db import scope_to, utcnow
 from backend.errors import Conflict, InvalidInput, InvalidToken, NotFound
-from backend.models import PageQuery, PersonalToken, TokenCreate, TokenScope
+from backend.fields import TokenScope
+from backend.models import PageQuery, PersonalToken, TokenCreate
 from backend.owned import OWNER, ROW_ID, ById, owned_by
 from backend.pagination import Keyset, PageRequest, Record, fetch_page
 

@@ -1,0 +1,154 @@
+"""What a valid value is: the text, time, enum and page types the models' fields use.
+
+Each type carries its rule once, for every body, query string and MCP tool that takes it,
+and its JSON Schema, so that generated clients know the rule too.
+"""
+
+import re
+import unicodedata
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
+from sqlalchemy import SmallInteger
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+ALLOWED_CONTROLS = frozenset("\t\n\r")
+
+
+def _plain_text(value: str) -> str:
+    """Refuse what no client means to send: NUL, other controls, lone surrogates."""
+    for char in value:
+        if 0xD800 <= ord(char) <= 0xDFFF:
+            raise ValueError("must not contain lone surrogates")
+        if unicodedata.category(char) == "Cc" and char not in ALLOWED_CONTROLS:
+            raise ValueError("must not contain control characters")
+    return value
+
+
+def _single_line(value: str) -> str:
+    if any(char in ALLOWED_CONTROLS for char in value):
+        raise ValueError("must be a single line")
+    return value
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _rfc3339_only(value: object) -> object:
+    """Refuse the Unix timestamps pydantic would otherwise take for a datetime."""
+    if isinstance(value, datetime) or (isinstance(value, str) and _DATE_START.match(value)):
+        return value
+    raise ValueError("must be an RFC 3339 date-time with an offset")
+
+
+_DATE_START = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]")
+# Control characters, as JSON Schema patterns, so that generated clients know the rule too.
+_NO_CONTROLS = r"^[^\x00-\x1f\x7f-\x9f]*$"
+_NO_CONTROLS_BUT_WHITESPACE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+
+
+Text = Annotated[
+    str,
+    AfterValidator(_plain_text),
+    WithJsonSchema({"type": "string", "pattern": _NO_CONTROLS_BUT_WHITESPACE}),
+]
+Line = Annotated[
+    Text, AfterValidator(_single_line), WithJsonSchema({"type": "string", "pattern": _NO_CONTROLS})
+]
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only), AfterValidator(_to_utc)]
+"""A point in time with an explicit offset, kept in UTC."""
+
+# Trimmed first, so that lengths count what is stored and blank is empty.
+_TRIMMED_LINE = (
+    AfterValidator(str.strip),
+    AfterValidator(_plain_text),
+    AfterValidator(_single_line),
+)
+Title = Annotated[
+    str,
+    *_TRIMMED_LINE,
+    StringConstraints(min_length=1, max_length=200),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200, "pattern": _NO_CONTROLS}),
+]
+CategoryName = Annotated[
+    str,
+    *_TRIMMED_LINE,
+    StringConstraints(min_length=1, max_length=50),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 50, "pattern": _NO_CONTROLS}),
+]
+Description = Annotated[
+    Text,
+    StringConstraints(max_length=5000),
+    WithJsonSchema({"type": "string", "maxLength": 5000, "pattern": _NO_CONTROLS_BUT_WHITESPACE}),
+]
+Color = Annotated[str, StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")]
+SearchText = Annotated[
+    Line,
+    StringConstraints(min_length=1, max_length=200),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200, "pattern": _NO_CONTROLS}),
+]
+
+
+class Priority(StrEnum):
+    none = "none"
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
+PRIORITY_RANKS = {priority: rank for rank, priority in enumerate(Priority)}
+PRIORITIES_BY_RANK = tuple(Priority)
+
+
+class PriorityType(TypeDecorator[Priority]):
+    """Stored as its rank, so that sorting by priority is sorting by a small integer."""
+
+    impl = SmallInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Priority | None, dialect: Dialect) -> int | None:
+        return None if value is None else PRIORITY_RANKS[Priority(value)]
+
+    def process_result_value(self, value: int | None, dialect: Dialect) -> Priority | None:
+        return None if value is None else PRIORITIES_BY_RANK[value]
+
+
+class HistoryAction(StrEnum):
+    created = "created"
+    updated = "updated"
+    completed = "completed"
+    reopened = "reopened"
+    deleted = "deleted"
+
+
+class TokenScope(StrEnum):
+    read = "read"
+    write = "write"
+
+
+TokenName = Annotated[
+    str,
+    *_TRIMMED_LINE,
+    StringConstraints(min_length=1, max_length=100),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 100, "pattern": _NO_CONTROLS}),
+]
+
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 100
+# A page's size and position, as every list takes them (REST query strings, MCP tools).
+PageLimit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description="Items per page.")]
+PageCursor = Annotated[
+    str | None, Field(max_length=1024, description="`next_cursor` of the previous page.")
+]
