@@ -1,7 +1,7 @@
 """Instructions per request, counted by callgrind: the service against the raw ceiling.
 
     apt-get install valgrind
-    .venv/bin/python -m benchmarks.instructions                      # ~4 minutes
+    .venv/bin/python -m benchmarks.instructions                      # ~5 minutes
     .venv/bin/python -m benchmarks.instructions --query "completed=false&sort=due_at"
     .venv/bin/python -m benchmarks.instructions --route stats/weekly --query ""
     .venv/bin/python -m benchmarks.instructions --method POST --query "" --body '{"title": "x"}'
@@ -11,15 +11,15 @@
 Requests per second and CPU time move by a quarter between runs on a shared machine; the
 instructions a request executes do not, so a change to the request path is judged here
 before `benchmarks.run` (specs/performance.md). Each app, the service (as a role subject to
-row-level security) and `benchmarks.ceiling`, is called in process as an ASGI app on uvloop
-(the event loop both serve on), with no HTTP server and no load generator, under callgrind,
-twice: with a few requests and with
-`--requests` more. The difference over `--requests` is one request's instructions;
-start-up and imports cancel out. The ceiling always serves its list page; `--route`,
-`--query`, `--method` and `--body` choose the service's request (a list page by default;
-a POST creates a task per request in the benchmark user's list; `{n}` in the body is the
-request's number). Both runs of an app
-go side by side, one per core.
+row-level security), `benchmarks.ceiling` and the stack's floor `benchmarks.floor` (the
+ceiling's endpoint through SQLAlchemy), is called in process as an ASGI app on uvloop
+(the event loop they serve on), with no HTTP server and no load generator, under
+callgrind, twice: with a few requests and with `--requests` more. The difference over
+`--requests` is one request's instructions; start-up and imports cancel out. The ceiling
+and the floor always serve their list page; `--route`, `--query`, `--method` and `--body`
+choose the service's request (a list page by default; a POST creates a task per request
+in the benchmark user's list; `{n}` in the body is the request's number). Both runs of an
+app go side by side, one per core.
 """
 
 import argparse
@@ -41,7 +41,7 @@ from benchmarks import dataset
 
 WARM_UP = 20
 LIST_QUERY = "limit=20"
-APPS = ("ceiling", "service")
+APPS = ("ceiling", "floor", "service")
 REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
@@ -51,6 +51,8 @@ async def _serve(
     """The worker: `requests` requests through the app, after its start-up."""
     if app_name == "ceiling":
         from benchmarks.ceiling import app
+    elif app_name == "floor":
+        from benchmarks.floor import app
     else:
         from backend.main import serve_app
         from backend.observability import logging_config
@@ -147,6 +149,7 @@ def main() -> None:
     prefix = f"/api/{dataset.user_for(args.size)}"
     targets = {
         "ceiling": (f"{prefix}/tasks", LIST_QUERY, "GET", ""),
+        "floor": (f"{prefix}/tasks", LIST_QUERY, "GET", ""),
         "service": (f"{prefix}/{args.route}", args.query, args.method, args.body),
     }
     env = os.environ | dataset.ceiling_env(data) | dataset.service_env(data)
@@ -166,10 +169,10 @@ def main() -> None:
             _count(app_name, n, targets[app_name], env) for n in (WARM_UP, WARM_UP + args.requests)
         )
         per_request[app_name] = (_refs(many) - _refs(few)) / args.requests
-    print(f"{'app':<8} {'M instructions a request':>25} {'ratio':>6}")
+    print(f"{'app':<8} {'M instructions a request':>25} {'ratio':>6} {'to the floor':>13}")
     for app_name in APPS:
-        ratio = per_request["ceiling"] / per_request[app_name]
-        print(f"{app_name:<8} {per_request[app_name] / 1e6:>25.2f} {ratio:>6.2f}")
+        ratio, to_floor = (per_request[base] / per_request[app_name] for base in APPS[:2])
+        print(f"{app_name:<8} {per_request[app_name] / 1e6:>25.2f} {ratio:>6.2f} {to_floor:>13.2f}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from backend.auth import issue_token
 from backend.config import Settings
 from backend.pagination import CursorSigner
 from benchmarks import dataset
-from benchmarks.run import ROOT, Result, serving, wrk
+from benchmarks.load import ROOT, Result, serving, wrk
 from benchmarks.scenarios import throughput
 
 SERVE = "from backend.cli import app; app()"

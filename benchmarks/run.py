@@ -3,26 +3,21 @@
     .venv/bin/python -m benchmarks.run [--quick] [--duration S] [--connections 1,16,64]
 
 Seeds (once) a PostgreSQL database with users of 100, 10,000 and 100,000 tasks, starts
-the raw ceiling (`benchmarks/ceiling.py`) and the service (`todo-api serve`, one worker),
-drives both with wrk, and prints two tables: throughput and latency per endpoint as a
+the raw ceiling (`benchmarks/ceiling.py`), the stack's floor (`benchmarks/floor.py`: the
+ceiling's endpoint through SQLAlchemy) and the service (`todo-api serve`, one worker),
+drives them with wrk, and prints two tables: throughput and latency per endpoint as a
 ratio to the ceiling (measured again right before each run, so that the machine's drift
 over the table cancels), then page latency at 100 and 100,000 tasks per user for every sort,
 filter and search. See specs/performance.md.
 """
 
 import argparse
-import contextlib
-import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -32,124 +27,8 @@ from backend.auth import issue_token
 from backend.config import Settings
 from backend.pagination import CursorSigner
 from benchmarks import dataset
-from benchmarks.scenarios import LIMIT, Request, scale_queries, throughput
-
-ROOT = Path(__file__).resolve().parent.parent
-LUA = Path(__file__).parent / "wrk" / "requests.lua"
-
-
-@dataclass
-class Server:
-    name: str
-    process: subprocess.Popen[bytes]
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def processes(self) -> list[int]:
-        """The serving process and its descendants (with `--workers`, uvicorn's workers)."""
-        pids = [self.process.pid]
-        for pid in pids:  # grows as it goes: children, then theirs
-            with contextlib.suppress(OSError):
-                pids += map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
-        return pids
-
-    def _read_each(self, name: str) -> Iterator[str]:
-        """`/proc/<pid>/<name>` of each serving process, but those that have exited."""
-        for pid in self.processes():
-            try:
-                text = Path(f"/proc/{pid}/{name}").read_text()
-            except OSError:
-                continue
-            yield text
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time the serving processes have used so far."""
-        ticks = 0
-        for stat in self._read_each("stat"):
-            fields = stat.rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
-        return ticks / os.sysconf("SC_CLK_TCK")
-
-    def peak_rss_mb(self) -> float:
-        """The high-water mark of resident memory (VmHWM) of the largest serving process:
-        the one worker, or the largest of `--workers`."""
-        kilobytes = (
-            int(line.split()[1])
-            for status in self._read_each("status")
-            for line in status.splitlines()
-            if line.startswith("VmHWM")
-        )
-        return max(kilobytes, default=0) / 1024
-
-
-@dataclass
-class Result:
-    requests_per_second: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    cpu_us: float  # server CPU time per request, steadier than req/s on a busy machine
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def serving(
-    name: str, command: list[str], env: dict[str, str], log: Path, *, cwd: Path = ROOT
-) -> Iterator[Server]:
-    port = _free_port()
-    command = [part.replace("{port}", str(port)) for part in command]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, env={**os.environ, **env}, stdout=out, stderr=out, cwd=cwd
-        )
-    server = Server(name, process, port)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{server.url}/healthz").status_code in (200, 404):
-                    break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"{name} did not start; see {log}") from None
-                time.sleep(0.2)
-        yield server
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def wrk(
-    server: Server, requests: Sequence[Request], *, token: str, connections: int, seconds: float
-) -> Result:
-    with tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False) as listing:
-        listing.writelines("\t".join(request).rstrip("\t") + "\n" for request in requests)
-    env = {**os.environ, "BENCH_TOKEN": token, "BENCH_REQUESTS": listing.name}
-    command = [
-        "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "5s",
-        "-s", str(LUA), server.url,
-    ]  # fmt: skip
-    cpu_before = server.cpu_seconds()
-    try:
-        output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
-    finally:
-        os.unlink(listing.name)
-    summary = json.loads(output.strip().splitlines()[-1])
-    return Result(
-        requests_per_second=summary["requests"] / (summary["duration_us"] / 1e6),
-        p50_ms=summary["p50_us"] / 1000,
-        p99_ms=summary["p99_us"] / 1000,
-        errors=summary["errors"] + summary["non_2xx_3xx"],
-        cpu_us=(server.cpu_seconds() - cpu_before) / max(summary["requests"], 1) * 1e6,
-    )
+from benchmarks.load import Result, Server, serving, uvicorn_command, wrk
+from benchmarks.scenarios import LIMIT, scale_queries, throughput
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -193,10 +72,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         wanted = args.only.split(",")
         scenarios = [s for s in scenarios if any(part in s.name for part in wanted)]
     logs = Path(tempfile.mkdtemp(prefix="todo-bench-"))
-    ceiling_command = [
-        sys.executable, "-m", "uvicorn", "benchmarks.ceiling:app", "--port", "{port}",
-        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
+    ceiling_command, floor_command = (
+        uvicorn_command("benchmarks.ceiling:app"),
+        uvicorn_command("benchmarks.floor:app"),
+    )
     service_command = [
         str(Path(sys.executable).parent / "todo-api"), "serve", "--no-migrate",
         "--port", "{port}", "--workers", str(args.workers),
@@ -206,13 +85,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"\nwrk: 1 thread, {args.duration:g} s a run; user of {args.size:,} tasks; logs: {logs}")
     with (
         serving("ceiling", ceiling_command, ceiling_env, logs / "ceiling.log") as ceiling,
+        serving("floor", floor_command, ceiling_env, logs / "floor.log") as floor,
         serving("service", service_command, service_env, logs / "service.log") as service,
     ):
         first_page = [("GET", f"/api/{user.user_id}/tasks?limit={LIMIT}", "")]
-        for server in (ceiling, service):  # warm up: pools, caches, prepared statements
+        for server in (ceiling, floor, service):  # warm up: pools, caches, prepared statements
             wrk(server, first_page, token=token, connections=16, seconds=1)
         rows = []
         ceilings: dict[int, list[Result]] = {c: [] for c in connections}
+        for c in connections if scenarios else ():
+            # The stack's floor (benchmarks/floor.py): what FastAPI over SQLAlchemy costs
+            # the ceiling's own list page, before the service adds anything.
+            raw = wrk(ceiling, first_page, token=token, connections=c, seconds=args.duration)
+            ceilings[c].append(raw)
+            result = wrk(floor, first_page, token=token, connections=c, seconds=args.duration)
+            rows.append(("stack floor (list)", c, result, raw))
         for scenario in scenarios:
             for c in connections:
                 if scenario.reopen:
