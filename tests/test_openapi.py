@@ -143,3 +143,23 @@ def test_every_reference_resolves(document: dict[str, Any]) -> None:
     names = {ref.removeprefix("#/components/schemas/") for ref in refs(document)}
     assert names
     assert names <= schemas.keys(), names - schemas.keys()
+
+
+def test_every_link_names_an_operation_and_its_path_parameters(
+    document: dict[str, Any],
+) -> None:
+    """OpenAPI links (a history page to its first entry) must lead somewhere real."""
+    operations = {operation["operationId"]: operation for _, operation in _operations(document)}
+    links = [
+        link
+        for _, operation in _operations(document)
+        for response in operation["responses"].values()
+        for link in response.get("links", {}).values()
+    ]
+    assert len(links) == 2  # the history lists, the caller's and a task's
+    for link in links:
+        target = operations[link["operationId"]]
+        path_parameters = {p["name"] for p in target["parameters"] if p["in"] == "path"}
+        assert link["parameters"]
+        assert set(link["parameters"]) <= path_parameters
+        assert all(value.startswith("$") for value in link["parameters"].values())

@@ -1,6 +1,6 @@
 """History routes: read-only, newest first."""
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends
@@ -13,9 +13,27 @@ from backend.pagination import PAGE, ListQuery, PageDep, PageRequest, page_of
 router = APIRouter(tags=["history"])
 
 HISTORY_LIST = ListQuery(HistoryListQuery)
+# OpenAPI links: a page's first entry is one `GET /history/{entry_id}` can read (clients'
+# generators and schemathesis's stateful phase follow them; `user_id` stays the caller's).
+FIRST_ENTRY: dict[int | str, dict[str, Any]] = {
+    200: {
+        "links": {
+            "GetFirstEntry": {
+                "operationId": "get_history_entry",
+                "parameters": {"entry_id": "$response.body#/items/0/id"},
+                "description": "The page's first entry, by its id.",
+            }
+        }
+    }
+}
 
 
-@router.get("/history", response_model=Page[HistoryPublic], openapi_extra=HISTORY_LIST.openapi)
+@router.get(
+    "/history",
+    response_model=Page[HistoryPublic],
+    responses=FIRST_ENTRY,
+    openapi_extra=HISTORY_LIST.openapi,
+)
 async def list_history(
     session: SessionDep,
     user_id: OwnerId,
@@ -36,7 +54,10 @@ async def get_history_entry(session: SessionDep, user_id: OwnerId, entry_id: UUI
 
 
 @router.get(
-    "/tasks/{task_id}/history", response_model=Page[HistoryPublic], openapi_extra=PAGE.openapi
+    "/tasks/{task_id}/history",
+    response_model=Page[HistoryPublic],
+    responses=FIRST_ENTRY,
+    openapi_extra=PAGE.openapi,
 )
 async def list_task_history(
     session: SessionDep, user_id: OwnerId, task_id: UUID, page: PageDep
