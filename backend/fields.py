@@ -42,7 +42,10 @@ def _single_line(value: str) -> str:
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+05:00 is before the year 1 in UTC
+        raise ValueError("must fall within the years 1 to 9999 in UTC") from None
 
 
 def _rfc3339_only(value: object) -> object:

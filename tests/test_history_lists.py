@@ -116,6 +116,7 @@ def test_list_history_filters(
     [
         ("task_id", "nope"), ("action", "renamed"), ("since", "2026-03-01T11:00:00"),
         ("until", "yesterday"), ("limit", "0"), ("limit", "101"), ("cursor", "x"),
+        ("since", "0001-01-01T00:00:00+00:01"), ("until", "9999-12-31T23:59:59-00:01"),
     ],
 )  # fmt: skip
 def test_list_history_refuses_an_invalid_filter(

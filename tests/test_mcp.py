@@ -240,10 +240,13 @@ def test_invalid_arguments_are_validation_errors_naming_the_argument(
     blank = tool_error(alice("add_task", title="   "), "validation_error")
     unknown = tool_error(alice("add_task", title="Ok", owner="bob"), "validation_error")
     not_uuid = tool_error(alice("get_task", task_id="42"), "validation_error")
+    before_year_1 = alice("add_task", title="Ok", due_at="0001-01-01T00:00:00+05:00")
+    out_of_range = tool_error(before_year_1, "validation_error")
 
     assert blank["errors"][0]["loc"] == ["arguments", "title"]
     assert unknown["errors"][0]["loc"] == ["arguments", "owner"]
     assert not_uuid["errors"][0]["loc"] == ["arguments", "task_id"]
+    assert out_of_range["errors"][0]["loc"] == ["arguments", "due_at"]
     assert db.exec(select(Task)).all() == []
 
 

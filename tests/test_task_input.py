@@ -87,6 +87,11 @@ INVALID = {
     "priority-null": ({"title": "ok", "priority": None}, "priority"),
     "due_at-text": ({"title": "ok", "due_at": "tomorrow"}, "due_at"),
     "due_at-naive": ({"title": "ok", "due_at": "2030-01-01T09:00:00"}, "due_at"),
+    "due_at-before-year-1-in-utc": (
+        {"title": "ok", "due_at": "0001-01-01T00:00:00+05:00"},
+        "due_at",
+    ),
+    "due_at-after-9999-in-utc": ({"title": "ok", "due_at": "9999-12-31T23:59:59-05:00"}, "due_at"),
     "category_id-text": ({"title": "ok", "category_id": "not-a-uuid"}, "category_id"),
 }
 

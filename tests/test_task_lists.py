@@ -283,6 +283,8 @@ def test_list_tasks_searches_non_ascii_case_insensitively(
         ("due_before", "2026-04-01T09:00:00"), ("due_after", "2026-04-01"), ("q", ""),
         ("q", "x" * 201), ("q", "a\x00b"), ("q", "two\nlines"), ("sort", "bogus"),
         ("sort", "--title"), ("sort", "+title"), ("sort", "completed"),
+        # Valid RFC 3339, but before the year 1 or after 9999 once in UTC.
+        ("due_before", "9999-12-31T23:59:59-05:00"), ("due_after", "0001-01-01T00:00:00+05:00"),
     ],
 )  # fmt: skip
 def test_list_tasks_refuses_an_invalid_filter(
