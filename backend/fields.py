@@ -152,6 +152,11 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
 # A page's size and position, as every list takes them (REST query strings, MCP tools).
 PageLimit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description="Items per page.")]
+# The longest cursor the server issues: a title sort's position holds a 200-character
+# title, 800 bytes of UTF-8 at most, which with the tiebreak id, the list's name and the
+# MAC is under 900 bytes, about 1,200 characters of base64 (`pagination.CursorSigner`).
+CURSOR_MAX_LENGTH = 2048
 PageCursor = Annotated[
-    str | None, Field(max_length=1024, description="`next_cursor` of the previous page.")
+    str | None,
+    Field(max_length=CURSOR_MAX_LENGTH, description="`next_cursor` of the previous page."),
 ]

@@ -50,7 +50,8 @@ class CursorSigner:
         return hmac.new(self._key, message, hashlib.sha256).digest()[:MAC_BYTES]
 
     def encode(self, owner: str, scope: str, values: list[Any]) -> str:
-        body = json.dumps([scope, values], separators=(",", ":")).encode()
+        # UTF-8, not `\uXXXX` escapes: a title of emoji would take 12 bytes a character.
+        body = json.dumps([scope, values], separators=(",", ":"), ensure_ascii=False).encode()
         token = body + self._mac(owner, body)
         return base64.urlsafe_b64encode(token).rstrip(b"=").decode()
 

@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
+from backend.fields import CURSOR_MAX_LENGTH
 from backend.models import Category, Task, TaskHistory
 from tests.conftest import MISSING_ID, AuthFactory, Factory, assert_invalid, assert_problem
 
@@ -363,3 +364,22 @@ def test_category_operation_rejects_malformed_category_id(
     response = client.request(method, "/api/alice/categories/42", json=body, headers=auth())
 
     assert_invalid(response, "category_id")
+
+
+def test_list_categories_accepts_its_own_cursor_after_the_longest_names(
+    client: TestClient, auth: AuthFactory, make_category: Factory
+) -> None:
+    """Names of 50 characters that each fold to three code points (`ΐ`): the sort's key."""
+    created = {make_category(name="\u0390" * 49 + end)["id"] for end in "ab"}
+    first = client.get("/api/alice/categories", params={"limit": 1}, headers=auth()).json()
+    cursor = first["next_cursor"]
+
+    response = client.get(
+        "/api/alice/categories", params={"limit": 1, "cursor": cursor}, headers=auth()
+    )
+
+    assert len(cursor) <= CURSOR_MAX_LENGTH
+    assert response.status_code == 200, response.text
+    second = response.json()
+    assert {item["id"] for item in first["items"] + second["items"]} == created
+    assert second["next_cursor"] is None

@@ -1,10 +1,12 @@
-"""Task lists: cursors of another sort, malformed, tampered or another user's, refused."""
+"""Task lists: cursors of another sort, malformed, tampered or another user's, refused; the
+server's own always accepted, however long the position they hold."""
 
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from backend.fields import CURSOR_MAX_LENGTH
 from tests.conftest import AuthFactory, Factory, assert_problem
 
 
@@ -83,3 +85,27 @@ def test_list_tasks_refuses_another_users_cursor(
     response = client.get("/api/bob/tasks", params={"cursor": cursor}, headers=auth("bob"))
 
     _assert_bad_cursor(response)
+
+
+# The longest positions a cursor can hold: 200 characters of 4 bytes each in UTF-8, 200
+# that JSON escapes, 200 that fold to three code points each in a case-insensitive sort.
+LONGEST_TITLES = {"emoji": "\U0001f600" * 200, "quotes": '"' * 200, "folding": "\u0390" * 200}
+
+
+@pytest.mark.parametrize("title", LONGEST_TITLES.values(), ids=LONGEST_TITLES.keys())
+@pytest.mark.parametrize("sort", ["title", "-title"])
+def test_list_tasks_accepts_its_own_cursor_after_the_longest_titles(
+    client: TestClient, auth: AuthFactory, make_task: Factory, title: str, sort: str
+) -> None:
+    created = {make_task(title=title)["id"], make_task(title=title)["id"]}
+    params: dict[str, str | int] = {"sort": sort, "limit": 1}
+    first = client.get("/api/alice/tasks", params=params, headers=auth()).json()
+    cursor = first["next_cursor"]
+
+    response = client.get("/api/alice/tasks", params={**params, "cursor": cursor}, headers=auth())
+
+    assert len(cursor) <= CURSOR_MAX_LENGTH
+    assert response.status_code == 200, response.text
+    second = response.json()
+    assert {item["id"] for item in first["items"] + second["items"]} == created
+    assert second["next_cursor"] is None
