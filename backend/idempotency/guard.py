@@ -1,27 +1,49 @@
 """`Idempotency-Key` on writes: a dependency claims the key after authentication, a
 middleware records the response before it is sent, a retry gets that response again."""
 
+import asyncio
+import contextlib
 import hashlib
+import json
+import logging
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.responses import Response
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backend.db import scope_to
+from backend.db import ScopedSession, scope_to
 from backend.deps import caller, get_session
+from backend.errors import DATABASE_ERRORS, PROBLEM_JSON, Conflict, problem_body
 from backend.idempotency import service
 
 SCOPE_KEY = "todo_api.idempotency"
 REPLAYED_HEADER = "Idempotent-Replayed"
 KEPT_HEADERS = ("content-type", "location", "etag")
+SETTLE_SECONDS = 5.0
+"""How long settling a claim may take once its request was cancelled (the deadline)."""
+
+logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Claim:
+    """A claimed key; `committed` once the request's session began a `COMMIT` after the
+    claim, from which moment its write may be in the database."""
+
     user_id: str
     key: str
+    committed: bool = False
+
+
+@event.listens_for(ScopedSession, "before_commit")
+def _note_commit(session: Session) -> None:
+    claim: Claim | None = session.info.get(SCOPE_KEY)
+    if claim is not None:
+        claim.committed = True
 
 
 class Replay(Exception):
@@ -70,7 +92,8 @@ async def idempotent(
     )
     if record is not None:
         raise Replay(record.status_code or 200, record.headers or {}, record.body or "")
-    request.scope[SCOPE_KEY] = Claim(user_id, idempotency_key)
+    claim = Claim(user_id, idempotency_key)
+    request.scope[SCOPE_KEY] = session.info[SCOPE_KEY] = claim
 
 
 Idempotent = Depends(idempotent)
@@ -96,9 +119,25 @@ class RecordIdempotentResponses:
         finally:
             claim: Claim | None = scope.get(SCOPE_KEY)
             if claim is not None:
-                await _settle(scope, claim, held)
+                await _settle_even_if_cancelled(scope, claim, held)
         for message in held:
             await send(message)
+
+
+async def _settle_even_if_cancelled(scope: Scope, claim: Claim, held: list[Message]) -> None:
+    """Settle the claim, also when the request deadline cancels the request meanwhile: a
+    claim left unsettled would answer every retry 409 for a day."""
+    settling = asyncio.ensure_future(_settle(scope, claim, held))
+    try:
+        await asyncio.shield(settling)
+    except asyncio.CancelledError:
+        with contextlib.suppress(TimeoutError, *DATABASE_ERRORS):
+            await asyncio.wait_for(settling, SETTLE_SECONDS)
+        raise
+    except DATABASE_ERRORS:
+        # The database failed after the request: its answer still goes out, and the claim
+        # stays until it expires (a retry meanwhile is 409, never a second write).
+        logger.warning("could not settle an Idempotency-Key claim", exc_info=True)
 
 
 def _has_key(scope: Scope) -> bool:
@@ -106,11 +145,21 @@ def _has_key(scope: Scope) -> bool:
 
 
 async def _settle(scope: Scope, claim: Claim, held: list[Message]) -> None:
+    """Record a success, to replay it. Release the claim of a request refused (4xx), or
+    failed before anything was committed, so that a retry runs it. A request that failed
+    or ended without an answer (the deadline) after its `COMMIT` began may have written:
+    a retry must not write again, so it gets a 409 saying so (`UNKNOWN_OUTCOME`)."""
     start = next((m for m in held if m["type"] == "http.response.start"), None)
+    status = 500 if start is None else start["status"]
     sessionmaker = scope["app"].state.sessionmaker
     async with sessionmaker() as session:
         await scope_to(session, user_id=claim.user_id)
-        if start is None or not 200 <= start["status"] < 300:
+        if status >= 500 and claim.committed:
+            await service.record_response(
+                session, user_id=claim.user_id, key=claim.key, **UNKNOWN_OUTCOME
+            )
+            return
+        if start is None or not 200 <= status < 300:
             await service.release_key(session, user_id=claim.user_id, key=claim.key)
             return
         headers = {
@@ -127,3 +176,17 @@ async def _settle(scope: Scope, claim: Claim, held: list[Message]) -> None:
             headers=headers,
             body=body.decode(),
         )
+
+
+UNKNOWN_OUTCOME: dict[str, Any] = {
+    "status_code": Conflict.status,
+    "headers": {"content-type": PROBLEM_JSON},
+    "body": json.dumps(
+        problem_body(
+            Conflict.status,
+            Conflict.code,
+            "The first request with this Idempotency-Key ended without an answer after its "
+            "write may have been stored; read the resource before writing it again.",
+        )
+    ),
+}

@@ -1,0 +1,106 @@
+"""Idempotency-Key and the request deadline: a request cut off at any point is settled, and
+its retry never writes a second time (SECURITY-CASES #33, #35)."""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from backend.config import Settings
+from backend.idempotency import service as idempotency
+from backend.main import create_app
+from backend.models import IdempotencyRecord, Task
+from backend.tasks import service as tasks
+from tests.conftest import AuthFactory, assert_problem
+
+TASKS = "/api/alice/tasks"
+BODY = {"title": "Pay rent"}
+DEADLINE = 0.3
+
+
+@pytest.fixture
+def hurried(settings: Settings) -> Iterator[TestClient]:
+    """The app with a short request deadline."""
+    with TestClient(
+        create_app(settings.model_copy(update={"request_deadline_seconds": DEADLINE}))
+    ) as client:
+        yield client
+
+
+def _slowed(call: Callable[..., Awaitable[Any]], *, before: bool) -> Callable[..., Awaitable[Any]]:
+    """`call`, with a wait past the deadline before or after it."""
+
+    async def slowed(*args: Any, **kwargs: Any) -> Any:
+        if before:
+            await asyncio.sleep(DEADLINE * 3)
+        result = await call(*args, **kwargs)
+        if not before:
+            await asyncio.sleep(DEADLINE * 3)
+        return result
+
+    return slowed
+
+
+def _stored(db: Session) -> tuple[list[Task], list[IdempotencyRecord]]:
+    db.expire_all()
+    return list(db.exec(select(Task)).all()), list(db.exec(select(IdempotencyRecord)).all())
+
+
+def test_create_task_cut_off_after_its_commit_is_not_written_again(
+    hurried: TestClient, auth: AuthFactory, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = auth("alice") | {"Idempotency-Key": "rent-1"}
+    monkeypatch.setattr(tasks, "_commit", _slowed(tasks._commit, before=False))
+    first = hurried.post(TASKS, json=BODY, headers=headers)
+    monkeypatch.undo()
+
+    retry = hurried.post(TASKS, json=BODY, headers=headers)
+
+    assert_problem(first, 503, "timeout")
+    body = assert_problem(retry, 409, "conflict")
+    assert "may have been stored" in body["detail"]
+    assert retry.headers["idempotent-replayed"] == "true"
+    stored, keys = _stored(db)
+    assert [task.title for task in stored] == ["Pay rent"]
+    assert [key.status_code for key in keys] == [409]
+
+
+def test_create_task_cut_off_before_its_commit_runs_again_on_retry(
+    hurried: TestClient, auth: AuthFactory, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = auth("alice") | {"Idempotency-Key": "rent-1"}
+    monkeypatch.setattr(tasks, "_commit", _slowed(tasks._commit, before=True))
+    first = hurried.post(TASKS, json=BODY, headers=headers)
+    monkeypatch.undo()
+
+    retry = hurried.post(TASKS, json=BODY, headers=headers)
+
+    assert_problem(first, 503, "timeout")
+    assert retry.status_code == 201, retry.text
+    assert "idempotent-replayed" not in retry.headers
+    stored, keys = _stored(db)
+    assert [str(task.id) for task in stored] == [retry.json()["id"]]
+    assert [key.status_code for key in keys] == [201]
+
+
+def test_create_task_cut_off_while_its_answer_is_recorded_is_replayed(
+    hurried: TestClient, auth: AuthFactory, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = auth("alice") | {"Idempotency-Key": "rent-1"}
+    monkeypatch.setattr(
+        idempotency, "record_response", _slowed(idempotency.record_response, before=True)
+    )
+    first = hurried.post(TASKS, json=BODY, headers=headers)
+    monkeypatch.undo()
+
+    retry = hurried.post(TASKS, json=BODY, headers=headers)
+
+    assert_problem(first, 503, "timeout")
+    assert retry.status_code == 201, retry.text
+    assert retry.headers["idempotent-replayed"] == "true"
+    stored, keys = _stored(db)
+    assert [str(task.id) for task in stored] == [retry.json()["id"]]
+    assert [key.status_code for key in keys] == [201]
