@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette._utils import get_route_path  # the path the app routes, without --root-path
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -154,7 +155,7 @@ class Deadline:
         self._answers: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in {"/healthz", "/readyz"}:
+        if scope["type"] != "http" or get_route_path(scope) in {"/healthz", "/readyz"}:
             await self.app(scope, receive, send)
             return
         request = asyncio.current_task()

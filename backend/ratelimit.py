@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.errors import StorageError
+from starlette._utils import get_route_path  # the path the app routes, without --root-path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.config import Settings
@@ -174,7 +175,7 @@ class LimitRate:
         self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
+        if scope["type"] != "http" or get_route_path(scope) in UNLIMITED_PATHS:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")

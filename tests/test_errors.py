@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import httpx2
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 from starlette.types import Message
@@ -54,6 +55,17 @@ def test_wrong_method_is_405_problem(
 
     assert_problem(response, 405, "method_not_allowed")
     assert "allow" in response.headers
+
+
+@pytest.mark.parametrize("root_path", ["", "/todo"])  # `todo-api serve --root-path /todo`
+def test_wrong_method_names_the_allowed_ones(
+    app: FastAPI, db: Session, auth: AuthFactory, root_path: str
+) -> None:
+    with TestClient(app, root_path=root_path) as client:
+        response = client.delete(f"{root_path}/api/alice/tasks", headers=auth("alice"))
+
+    assert_problem(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET, POST"
 
 
 def test_body_over_limit_with_content_length_is_413(

@@ -124,11 +124,13 @@ def test_requests_past_address_budget_are_429_before_authentication(
     assert int(refused.headers["retry-after"]) >= 1
 
 
-def test_health_and_metrics_are_not_limited(limited_app: AppFactory) -> None:
+@pytest.mark.parametrize("root_path", ["", "/todo"])  # `todo-api serve --root-path /todo`
+def test_health_and_metrics_are_not_limited(limited_app: AppFactory, root_path: str) -> None:
     app = limited_app(rate_limit_ip="1/minute")
+    paths = [f"{root_path}{path}" for path in ("/healthz", "/readyz", "/metrics")]
 
-    with TestClient(app) as client:
-        responses = [client.get(path) for path in ("/healthz", "/readyz", "/metrics") * 2]
+    with TestClient(app, root_path=root_path) as client:
+        responses = [client.get(path) for path in paths * 2]
 
     assert [response.status_code for response in responses] == [200] * 6
     assert not any("ratelimit" in response.headers for response in responses)
