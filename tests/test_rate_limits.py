@@ -107,6 +107,33 @@ def test_a_token_for_another_user_spends_its_own_subject_budget(
     assert bob.status_code == 200
 
 
+def test_mcp_calls_count_against_the_subjects_budget(
+    limited_app: AppFactory, auth: AuthFactory
+) -> None:
+    app = limited_app(rate_limit_user="2/minute")
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"},
+        },
+    }
+    headers = auth("alice") | {"Accept": "application/json, text/event-stream"}
+
+    with TestClient(app) as client:
+        rest = client.get("/api/alice/tasks", headers=auth("alice"))
+        calls = [client.post("/mcp", json=initialize, headers=headers) for _ in range(2)]
+
+    assert rest.status_code == 200
+    assert calls[0].status_code == 200, calls[0].text
+    assert re.search(r'"user";r=0;t=\d+', calls[0].headers["ratelimit"])
+    assert_problem(calls[1], 429, "rate_limited")
+    assert int(calls[1].headers["retry-after"]) >= 1
+
+
 def test_requests_past_address_budget_are_429_before_authentication(
     limited_app: AppFactory, auth: AuthFactory
 ) -> None:

@@ -8,7 +8,7 @@ from starlette.types import Receive, Scope, Send
 
 from backend.auth import Claims
 from backend.config import Settings
-from backend.deps import authenticate
+from backend.deps import authenticate, limit_caller
 from backend.errors import DATABASE_ERRORS, AppError, database_error, problem
 
 CLAIMS = "todo_api.claims"
@@ -46,6 +46,7 @@ class McpEndpoint:
         try:
             async with request.app.state.sessionmaker() as session:
                 claims = await authenticate(request, session)
+            await limit_caller(request, claims)  # the subject's budget, as on every REST route
         except AppError as error:
             await self._refuse(request, error, send)
             return
