@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeGuard
+from typing import Any, Literal, Protocol, TypeGuard, runtime_checkable
 
 import jwt
 from cachetools import TLRUCache
@@ -47,6 +47,13 @@ class Claims:
 
 class TokenVerifier(Protocol):
     async def verify(self, token: str) -> Claims: ...
+
+
+@runtime_checkable
+class KeysExpire(Protocol):
+    """A verifier whose keys are fetched: its acceptances hold only while they are fresh."""
+
+    def keys_fresh_for(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +162,9 @@ class JwksVerifier:
         self._keys = keys
         self._algorithms = frozenset(algorithms)
 
+    def keys_fresh_for(self) -> float:
+        return self._keys.fresh_for()
+
     async def verify(self, token: str) -> Claims:
         header = _peek_header(token)
         algorithm, kid = header.get("alg"), header.get("kid")
@@ -182,9 +192,11 @@ class RememberingVerifier:
     a twentieth of a list request's instructions (specs/performance.md).
 
     A token is remembered under its SHA-256 digest until the claim policy would stop
-    accepting it, and never longer than `seconds`, so that a key the issuer withdraws (JWKS)
-    stops working within that bound too. Refusals are not remembered: each bad token is
-    checked in full. At most `size` tokens, the least recently used forgotten first.
+    accepting it, never longer than `seconds`, and, with fetched keys (JWKS), no longer
+    than the key set that verified it stays fresh: a token signed by a key the issuer
+    withdraws is checked again, and refused, once the set is fetched again. Refusals are
+    not remembered: each bad token is checked in full. At most `size` tokens, the least
+    recently used forgotten first.
     """
 
     def __init__(
@@ -197,20 +209,25 @@ class RememberingVerifier:
     ) -> None:
         self._inner = inner
         self._seconds = seconds
-        self._accepted: TLRUCache[bytes, Claims] = TLRUCache(
+        self._accepted: TLRUCache[bytes, tuple[Claims, float]] = TLRUCache(
             maxsize=size, ttu=self._forget_at, timer=clock
         )
 
-    def _forget_at(self, _digest: bytes, claims: Claims, now: float) -> float:
-        until = now + self._seconds
+    def _forget_at(self, _digest: bytes, entry: tuple[Claims, float], now: float) -> float:
+        claims, seconds = entry
+        until = now + seconds
         return until if claims.accepted_until is None else min(until, claims.accepted_until)
 
     async def verify(self, token: str) -> Claims:
         digest = hashlib.sha256(token.encode()).digest()
-        claims = self._accepted.get(digest)
-        if claims is None:
-            claims = self._accepted[digest] = await self._inner.verify(token)
-        return claims
+        entry = self._accepted.get(digest)
+        if entry is None:
+            claims = await self._inner.verify(token)
+            seconds = self._seconds
+            if isinstance(self._inner, KeysExpire):
+                seconds = min(seconds, self._inner.keys_fresh_for())
+            entry = self._accepted[digest] = (claims, seconds)
+        return entry[0]
 
 
 def _peek_header(token: str) -> dict[str, Any]:

@@ -117,6 +117,12 @@ class JwksClient:
             raise KeysUnavailable  # it may be a new key that could not be fetched
         return self._matching(kid, algorithm)
 
+    def fresh_for(self) -> float:
+        """Seconds the key set in hand stays fresh: 0 once it must be fetched again."""
+        if self._fetched_at is None:
+            return 0.0
+        return max(0.0, self._fetched_at + self._policy.lifetime - self._clock())
+
     def _usable(self, now: float) -> bool:
         return self._fetched_at is not None and now - self._fetched_at <= self._policy.stale
 

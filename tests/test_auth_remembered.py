@@ -1,15 +1,27 @@
 """Bearer tokens: remembered verifications, how long they last and when they are off."""
 
 import asyncio
+import time
 from collections.abc import Coroutine
 from typing import Any
 
 import pytest
 
-from backend.auth import Claims, RememberingVerifier, SecretVerifier, create_verifier
+from backend.auth import (
+    ClaimPolicy,
+    Claims,
+    JwksVerifier,
+    RememberingVerifier,
+    SecretVerifier,
+    create_verifier,
+)
 from backend.config import Settings
 from backend.errors import InvalidToken
+from backend.jwks import JwksClient, JwksPolicy
 from tests.conftest import SECRET
+from tests.security.support import JwksServer, Keys
+from tests.security.support import jwks_server as jwks_server  # fixtures
+from tests.security.support import keys as keys
 
 
 class CountingVerifier:
@@ -94,3 +106,33 @@ def test_verified_tokens_are_remembered_unless_turned_off(clean_env: pytest.Monk
 
     assert isinstance(remembering, RememberingVerifier)
     assert isinstance(plain, SecretVerifier)
+
+
+def test_remembered_token_of_a_withdrawn_key_is_refused_once_the_key_set_is_fetched_again(
+    jwks_server: JwksServer, keys: Keys
+) -> None:
+    """SECURITY-CASES #15: the memory of a token lasts no longer than its key set's."""
+    clock = Clock(1_000.0)
+    lifetime = 300
+    policy = JwksPolicy(lifetime=lifetime, cooldown=10, stale=3600, timeout=1)
+    client = JwksClient(jwks_server.url, ("EdDSA",), policy, clock=clock)
+    claims = ClaimPolicy(issuer=None, audience=None, leeway=30, max_lifetime=86_400, max_age=None)
+    verifier = RememberingVerifier(JwksVerifier(claims, client, ["EdDSA"]), seconds=60, clock=clock)
+    now = int(time.time())
+    withdrawn = keys.ed.sign({"sub": "alice", "iat": now, "exp": now + 900})
+    current = keys.ed_next.sign({"sub": "alice", "iat": now, "exp": now + 900})
+    jwks_server.publish(keys.ed, keys.ed_next)
+
+    async def scenario() -> None:
+        await verifier.verify(current)  # the key set is fetched
+        jwks_server.publish(keys.ed_next)  # the issuer withdraws ed-1 at once
+        clock.now += lifetime - 1
+        await verifier.verify(withdrawn)  # the set in hand still holds ed-1: accepted
+        clock.now += 2
+        await verifier.verify(current)  # the set is fetched again, without ed-1
+        with pytest.raises(InvalidToken):
+            await verifier.verify(withdrawn)
+
+    asyncio.run(scenario())
+
+    assert jwks_server.fetches == 2
