@@ -19,6 +19,19 @@ from backend.config import Settings
 from backend.main import create_app
 from tests.conftest import free_port, make_token
 
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"},
+    },
+}
+"""A JSON-RPC `initialize`, the first message of every MCP client, for raw POSTs."""
+MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
+
 
 @pytest.fixture(scope="module")
 def live_app(settings: Settings, engine: Engine) -> Iterator[tuple[FastAPI, str]]:

@@ -12,21 +12,10 @@ from sqlmodel import Session, select
 
 from backend.models import Category, Task, TaskHistory, User
 from tests.conftest import AuthFactory, assert_problem, make_token
-from tests.mcp_client import McpCaller, structured, tool_error
+from tests.mcp_client import INITIALIZE, MCP_HEADERS, McpCaller, structured, tool_error
 from tests.operations import create_pat
 
 McpAs = Callable[..., McpCaller]
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "test", "version": "1"},
-    },
-}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
 
 
 def _post(base_url: str, headers: dict[str, str] | None = None) -> httpx2.Response:

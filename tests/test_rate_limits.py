@@ -17,6 +17,7 @@ from sqlmodel import Session
 from backend.config import Settings
 from backend.main import create_app
 from tests.conftest import AuthFactory, assert_problem
+from tests.mcp_client import INITIALIZE, MCP_HEADERS
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 AppFactory = Callable[..., FastAPI]
@@ -111,21 +112,11 @@ def test_mcp_calls_count_against_the_subjects_budget(
     limited_app: AppFactory, auth: AuthFactory
 ) -> None:
     app = limited_app(rate_limit_user="2/minute")
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "test", "version": "1"},
-        },
-    }
-    headers = auth("alice") | {"Accept": "application/json, text/event-stream"}
+    headers = auth("alice") | MCP_HEADERS
 
     with TestClient(app) as client:
         rest = client.get("/api/alice/tasks", headers=auth("alice"))
-        calls = [client.post("/mcp", json=initialize, headers=headers) for _ in range(2)]
+        calls = [client.post("/mcp", json=INITIALIZE, headers=headers) for _ in range(2)]
 
     assert rest.status_code == 200
     assert calls[0].status_code == 200, calls[0].text
