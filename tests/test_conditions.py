@@ -86,6 +86,11 @@ def history(db: Session) -> list[tuple[str, dict[str, Any]]]:
     return [(entry.action, entry.changes) for entry in entries]
 
 
+# Tags past MAX_CONDITION_LENGTH, though they name version 2: If-Match malformed (412),
+# If-None-Match matching nothing.
+TOO_LONG = ", ".join(f'"{n}"' for n in range(1000, 1300)) + ', "2"'
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_create_sets_etag_of_version(client: TestClient, auth: AuthFactory, kind: str) -> None:
     response = client.post(f"/api/alice/{kind}", json=NEW[kind], headers=auth("alice"))
@@ -132,14 +137,15 @@ def test_get_with_current_if_none_match_is_304(
     assert response.content == b""
 
 
+@pytest.mark.parametrize("if_none_match", ['"1"', TOO_LONG])
 @pytest.mark.parametrize("kind", KINDS)
 def test_get_with_old_if_none_match_is_200(
-    client: TestClient, auth: AuthFactory, kind: str
+    client: TestClient, auth: AuthFactory, kind: str, if_none_match: str
 ) -> None:
     path = create(client, auth, kind)
     client.patch(path, json=BUMP[kind], headers=auth("alice"))
 
-    response = client.get(path, headers=auth("alice") | {"If-None-Match": '"1"'})
+    response = client.get(path, headers=auth("alice") | {"If-None-Match": if_none_match})
 
     assert response.status_code == 200
     assert response.headers["etag"] == '"2"'
@@ -192,7 +198,7 @@ def test_write_with_stale_if_match_is_412_and_changes_nothing(
     assert client.get(path, headers=auth("alice")).json()["version"] == 2
 
 
-@pytest.mark.parametrize("if_match", ["abc", "2", 'W/"2"', '"2', "", "W/*"])
+@pytest.mark.parametrize("if_match", ["abc", "2", 'W/"2"', '"2', "", "W/*", TOO_LONG])
 @pytest.mark.parametrize("write", WRITES, ids=str)
 def test_write_with_malformed_or_weak_if_match_is_412(
     client: TestClient, auth: AuthFactory, db: Session, write: Write, if_match: str
