@@ -4,6 +4,8 @@ import asyncio
 import json
 import logging.config
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -21,13 +23,19 @@ from backend.observability import logging_config
 app = typer.Typer(help="todo-api: a multi-user task API.", no_args_is_help=True)
 
 
-def _settings() -> Settings:
-    """The settings, or a clear message and exit status 2 when they cannot work."""
+@contextmanager
+def _workable() -> Iterator[None]:
+    """Settings that cannot work end the command with a clear message and exit status 2."""
     try:
-        return get_settings()
+        yield
     except ConfigurationError as exc:
         typer.echo(f"todo-api: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def _settings() -> Settings:
+    with _workable():
+        return get_settings()
 
 
 @app.command()
@@ -51,7 +59,12 @@ def serve(
     settings = _settings()
     log_config = logging_config(settings)
     logging.config.dictConfig(log_config)
-    settings.signing_secret()  # announces a generated development secret before serving
+    with _workable():
+        # A development secret is announced (or refused) here, before serving, where one
+        # is used: to verify tokens without JWKS, to sign cursors without SECRET_KEY.
+        if not settings.uses_jwks:
+            settings.signing_secret()
+        settings.cursor_secret()
     if migrate:
         migrations.upgrade(settings)
     uvicorn.run(
@@ -81,15 +94,25 @@ def token(
     user_id: Annotated[str, typer.Argument(help="The user id (the token's `sub`).")],
     email: Annotated[str | None, typer.Option(help="The `email` claim.")] = None,
     name: Annotated[str | None, typer.Option(help="The `name` claim.")] = None,
-    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+    ttl: Annotated[int, typer.Option(min=1, help="Lifetime in seconds.")] = 3600,
 ) -> None:
     """Print a token signed with the configured (or development) secret."""
     settings = _settings()
     if settings.uses_jwks:
         typer.echo("todo-api: with JWKS_URL, tokens come from the identity provider", err=True)
         raise typer.Exit(2)
+    # Only a token the service accepts: a subject, and no longer-lived than it allows.
+    if not user_id or ttl > settings.jwt_max_lifetime_seconds:
+        typer.echo(
+            "todo-api: USER_ID must not be empty, and --ttl at most "
+            f"JWT_MAX_LIFETIME_SECONDS ({settings.jwt_max_lifetime_seconds})",
+            err=True,
+        )
+        raise typer.Exit(2)
     now = int(time.time())
-    typer.echo(issue_token(settings, user_id, ttl_seconds=ttl, email=email, name=name, now=now))
+    with _workable():
+        token = issue_token(settings, user_id, ttl_seconds=ttl, email=email, name=name, now=now)
+    typer.echo(token)
 
 
 @app.command()

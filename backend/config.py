@@ -191,7 +191,13 @@ class Settings(BaseSettings):
 @lru_cache
 def _development_secret() -> str:
     if DEV_SECRET_FILE.exists():
-        return DEV_SECRET_FILE.read_text().strip()
+        kept = DEV_SECRET_FILE.read_text().strip()
+        if len(kept.encode()) < MIN_SECRET_BYTES:  # as short a JWT_SECRET is refused
+            raise ConfigurationError(
+                f"{DEV_SECRET_FILE.resolve()} holds fewer than {MIN_SECRET_BYTES} bytes: "
+                "delete it to generate a new development secret"
+            )
+        return kept
     secret = secrets.token_urlsafe(48)
     DEV_SECRET_FILE.write_text(secret + "\n")
     DEV_SECRET_FILE.chmod(0o600)

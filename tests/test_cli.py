@@ -127,6 +127,45 @@ def test_token_without_user_id_fails(workdir: pytest.MonkeyPatch) -> None:
     assert result.exit_code != 0
 
 
+@pytest.mark.parametrize(
+    "args", [["", "--ttl", "60"], ["alice", "--ttl", "0"], ["alice", "--ttl", "2592001"]]
+)
+def test_token_the_service_would_refuse_is_not_printed(
+    workdir: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    """An empty subject, or a lifetime outside 1 s to JWT_MAX_LIFETIME_SECONDS (30 days)."""
+    workdir.setenv("JWT_SECRET", SECRET)
+
+    result = runner.invoke(app, ["token", *args])
+
+    assert result.exit_code == 2
+    assert result.stdout == ""
+
+
+def test_short_development_secret_is_refused(workdir: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".todo-api-dev-secret").write_text("abc\n")
+
+    result = runner.invoke(app, ["token", "alice"])
+
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "fewer than 32 bytes" in result.stderr
+
+
+def test_serve_with_jwks_and_a_cursor_key_writes_no_development_secret(
+    workdir: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    workdir.setenv("JWKS_URL", "https://idp.example.com/.well-known/jwks.json")
+    workdir.setenv("SECRET_KEY", SECRET)
+    workdir.setattr(uvicorn, "run", lambda app, **options: None)
+    workdir.setattr(logging.config, "dictConfig", lambda config: None)
+
+    result = runner.invoke(app, ["serve", "--no-migrate"])
+
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / ".todo-api-dev-secret").exists()
+
+
 def test_serve_runs_each_worker_on_the_app_that_freezes_its_start_up(
     workdir: pytest.MonkeyPatch,
 ) -> None:
