@@ -1,12 +1,15 @@
 """Idempotency-Key and the request deadline: a request cut off at any point is settled, and
-its retry never writes a second time (SECURITY-CASES #33, #35)."""
+its retry never writes a second time (SECURITY-CASES #33, #35); a settle the database
+fails leaves the answer and the logs whole (#39)."""
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
 from backend.config import Settings
@@ -104,3 +107,32 @@ def test_create_task_cut_off_while_its_answer_is_recorded_is_replayed(
     stored, keys = _stored(db)
     assert [str(task.id) for task in stored] == [retry.json()["id"]]
     assert [key.status_code for key in keys] == [201]
+
+
+def test_create_task_whose_settle_the_database_fails_still_answers_and_logs_no_sql(
+    client: TestClient,
+    auth: AuthFactory,
+    db: Session,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def failing(*_args: Any, **_kwargs: Any) -> None:
+        raise OperationalError(
+            "UPDATE idempotency_keys SET body=...", {"body": "secret"}, OSError()
+        )
+
+    monkeypatch.setattr(idempotency, "record_response", failing)
+    headers = auth("alice") | {"Idempotency-Key": "rent-1"}
+
+    with caplog.at_level(logging.WARNING):
+        response = client.post(TASKS, json=BODY, headers=headers)
+
+    assert response.status_code == 201, response.text
+    stored, keys = _stored(db)
+    assert [str(task.id) for task in stored] == [response.json()["id"]]
+    assert [key.status_code for key in keys] == [None]  # claimed until it expires
+    settles = [r for r in caplog.records if "Idempotency-Key" in r.getMessage()]
+    assert [r.getMessage() for r in settles] == [
+        "could not settle an Idempotency-Key claim: OperationalError"
+    ]
+    assert all(r.exc_info is None for r in settles)

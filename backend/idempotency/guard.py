@@ -134,10 +134,11 @@ async def _settle_even_if_cancelled(scope: Scope, claim: Claim, held: list[Messa
         with contextlib.suppress(TimeoutError, *DATABASE_ERRORS):
             await asyncio.wait_for(settling, SETTLE_SECONDS)
         raise
-    except DATABASE_ERRORS:
+    except DATABASE_ERRORS as exc:
         # The database failed after the request: its answer still goes out, and the claim
-        # stays until it expires (a retry meanwhile is 409, never a second write).
-        logger.warning("could not settle an Idempotency-Key claim", exc_info=True)
+        # stays until it expires (a retry meanwhile is 409, never a second write). The
+        # type only: the error's text holds the statement and its values.
+        logger.warning("could not settle an Idempotency-Key claim: %s", type(exc).__name__)
 
 
 def _has_key(scope: Scope) -> bool:
