@@ -67,6 +67,21 @@ class JsonFormatter(logging.Formatter):
         return ENCODER.encode(entry)
 
 
+class TextFormatter(logging.Formatter):
+    """`LOG_FORMAT=text`: one line a record, an error by its type, as the JSON lines:
+    never a traceback, whose text may hold a statement and its values."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        error = record.exc_info[0] if record.exc_info else None
+        kept = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            line = super().format(record)
+        finally:  # other handlers may format the record too
+            record.exc_info, record.exc_text, record.stack_info = kept
+        return line if error is None else f"{line} (error: {error.__name__})"
+
+
 def lean_log_records() -> None:
     """Log records without what no format here shows: the calling frame (`findCaller`
     walks the stack for it), the thread, the process and its multiprocessing name, and
@@ -88,7 +103,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         "disable_existing_loggers": False,
         "formatters": {
             "json": {"()": f"{__name__}.JsonFormatter"},
-            "text": {"format": text},
+            "text": {"()": f"{__name__}.TextFormatter", "format": text},
         },
         "handlers": {
             "stderr": {

@@ -2,7 +2,9 @@
 
 import json
 import logging
+import logging.config
 import re
+import sys
 from typing import Any
 
 import pytest
@@ -13,7 +15,7 @@ from sqlmodel import Session
 
 from backend.config import Settings
 from backend.main import create_app
-from backend.observability import JsonFormatter, request_id_var
+from backend.observability import JsonFormatter, logging_config, request_id_var
 from tests.conftest import AuthFactory, Factory, assert_problem
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
@@ -165,3 +167,26 @@ def test_log_lines_inside_a_request_carry_its_id() -> None:
         request_id_var.reset(context)
 
     assert line == {**line, "message": "m x", "level": "WARNING", "request_id": "inside"}
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_no_log_format_prints_a_traceback_or_its_text(log_format: str) -> None:
+    """SECURITY-CASES #39: an error is named by its type; its text may hold SQL and values."""
+    config = logging_config(Settings(log_format=log_format))
+    formatter = logging.config.DictConfigurator(config).configure_formatter(
+        config["formatters"][log_format]
+    )
+    try:
+        raise ValueError("UPDATE idempotency_keys SET body='secret'")
+    except ValueError:
+        record = logging.getLogger("todo_api").makeRecord(
+            "todo_api", logging.WARNING, __file__, 1, "settling failed", (), sys.exc_info()
+        )
+    record.stack_info = "Stack (most recent call last): ..."
+
+    line = formatter.format(record)
+
+    assert "settling failed" in line
+    assert "ValueError" in line
+    for leak in ("secret", "Traceback", "Stack", "\n"):
+        assert leak not in line
