@@ -11,12 +11,14 @@ from typing import Annotated
 import typer
 import uvicorn
 from rich.progress import MofNCompleteColumn, Progress, TimeRemainingColumn
+from sqlalchemy import make_url
 
 from backend import db
 from backend import migrate as migrations
 from backend import seed as demo
 from backend.auth import issue_token
 from backend.config import ConfigurationError, Settings, get_settings
+from backend.errors import DATABASE_ERRORS
 from backend.main import create_app
 from backend.observability import logging_config
 
@@ -36,6 +38,17 @@ def _workable() -> Iterator[None]:
 def _settings() -> Settings:
     with _workable():
         return get_settings()
+
+
+def _migrate(settings: Settings) -> None:
+    """Apply every pending migration; a database that cannot be reached ends the command
+    with one line naming it (never its password) and exit status 1, not a traceback."""
+    try:
+        migrations.upgrade(settings)
+    except DATABASE_ERRORS as exc:
+        where = make_url(settings.database_url).render_as_string(hide_password=True)
+        typer.echo(f"todo-api: cannot migrate {where}: {type(exc).__name__}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -66,7 +79,7 @@ def serve(
             settings.signing_secret()
         settings.cursor_secret()
     if migrate:
-        migrations.upgrade(settings)
+        _migrate(settings)
     uvicorn.run(
         "backend.main:serve_app",
         factory=True,
@@ -86,7 +99,7 @@ def serve(
 @app.command()
 def migrate() -> None:
     """Apply every pending migration."""
-    migrations.upgrade(_settings())
+    _migrate(_settings())
 
 
 @app.command()
@@ -128,7 +141,7 @@ def seed(
     `todo-api token demo-user-1`.
     """
     settings = _settings()
-    migrations.upgrade(settings)
+    _migrate(settings)
     user_ids = demo.demo_user_ids(users, prefix)
 
     async def load(advance: demo.Progress) -> None:

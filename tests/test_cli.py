@@ -216,3 +216,20 @@ def test_the_served_app_logs_records_without_fields_no_format_shows(
     )
     assert (record.threadName, record.process, record.processName) == (None, None, None)
     assert logging._srcfile is None  # no stack walk for the caller's file and line
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["serve"], ["seed", "--users", "1"]])
+def test_unreachable_database_is_one_line_naming_it_without_its_password(
+    workdir: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    workdir.setenv("JWT_SECRET", SECRET)
+    workdir.setenv("DATABASE_URL", "postgresql://todo:hunter2@127.0.0.1:1/todo")
+    workdir.setattr(uvicorn, "run", lambda app, **options: None)
+    workdir.setattr(logging.config, "dictConfig", lambda config: None)
+
+    result = runner.invoke(app, command)
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "todo-api: cannot migrate postgresql+psycopg://todo:***@127.0.0.1:1/todo: OperationalError"
+    ]
