@@ -243,11 +243,9 @@ def _peek_header(token: str) -> dict[str, Any]:
 
 def create_verifier(settings: Settings) -> TokenVerifier:
     verifier = _signature_verifier(settings)
+    # With JWKS, each remembered token is also bounded by its key set's freshness
+    # (`KeysExpire`), so a withdrawn key's tokens stop within the key set's lifetime.
     seconds = settings.token_cache_seconds
-    if settings.jwks_url is not None:
-        # A key the issuer removes stops verifying within the key set's lifetime: so must
-        # the tokens it signed.
-        seconds = min(seconds, settings.jwks_cache_seconds)
     if seconds == 0:
         return verifier
     return RememberingVerifier(verifier, seconds=seconds)
