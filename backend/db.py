@@ -1,5 +1,6 @@
 """The async engine, sessions, and the column types both databases share."""
 
+import asyncio
 import select
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -239,6 +240,35 @@ async def scope_to(session: AsyncSession, **settings: str) -> None:
             _set_local(connection, {f"app.{name}": value for name, value in settings.items()})
 
         await (await session.connection()).run_sync(apply)
+
+
+_ABANDONED: set["asyncio.Task[Any]"] = set()
+"""Tasks given up on by `finished_within`, kept referenced until they have wound down."""
+
+
+async def finished_within(task: "asyncio.Task[Any]", seconds: float) -> bool:
+    """Whether `task` (database work) finished within `seconds`; if not, it is cancelled
+    and left to wind down in the background.
+
+    For every bound on a driver call: `asyncio.timeout` and `wait_for` wait for the
+    cancelled call to end, and psycopg ends a cancelled query by asking the server to
+    cancel it and then waiting for it, up to seconds each on a server that answers
+    nothing. Whoever awaits the task's result (`task.result()`) sees its error; a task
+    given up on logs nothing of its own."""
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if done:
+        return True
+    if not task.cancelling():  # a second cancel would cut its winding down short
+        task.cancel()
+    _ABANDONED.add(task)
+    task.add_done_callback(_forget)
+    return False
+
+
+def _forget(task: "asyncio.Task[Any]") -> None:
+    _ABANDONED.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: an error after giving up is no news
 
 
 def create_sessionmaker(

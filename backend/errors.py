@@ -48,6 +48,13 @@ class AppError(Exception):
         self.detail = detail or self.detail
         self.headers = headers or {}
 
+    def response(self, headers: dict[str, str] | None = None) -> "JSONResponse":
+        """This error as its problem document (with `headers` in place of its own)."""
+        extra = {"errors": self.errors} if isinstance(self, InvalidInput) else {}
+        return problem(
+            self.status, self.code, self.detail, headers=headers or self.headers, **extra
+        )
+
 
 class NotAuthenticated(AppError):
     status = 401
@@ -126,6 +133,13 @@ class InvalidInput(AppError):
         self.errors = [{"loc": list(loc), "msg": msg, "type": error_type}]
 
 
+class CorsRefused(AppError):
+    """A CORS preflight asking for an origin, method or header this API does not allow."""
+
+    status = 400
+    code = "cors_refused"
+
+
 class PayloadTooLarge(AppError):
     status = 413
     code = "payload_too_large"
@@ -189,8 +203,7 @@ def problem(
 
 async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    extra = {"errors": exc.errors} if isinstance(exc, InvalidInput) else {}
-    return problem(exc.status, exc.code, exc.detail, headers=exc.headers, **extra)
+    return exc.response()
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -245,8 +258,7 @@ def database_error(exc: Exception) -> AppError:
 
 
 async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
-    error = database_error(exc)
-    return problem(error.status, error.code, error.detail, headers=error.headers)
+    return database_error(exc).response()
 
 
 def install_error_handlers(app: FastAPI) -> None:

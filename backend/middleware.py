@@ -9,16 +9,19 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette._utils import get_route_path  # the path the app routes, without --root-path
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.db import end_session
 from backend.errors import (
     AppError,
+    CorsRefused,
     DatabaseUnavailable,
     DeadlineExceeded,
     PayloadTooLarge,
-    problem,
 )
+from backend.health import HEALTH_PATHS
 
 logger = logging.getLogger("todo_api")
 
@@ -122,8 +125,7 @@ class LimitBody:
             return
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            error = PayloadTooLarge()
-            await problem(error.status, error.code, error.detail)(scope, receive, send)
+            await PayloadTooLarge().response()(scope, receive, send)
             return
         received = 0
 
@@ -155,7 +157,7 @@ class Deadline:
         self._answers: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or get_route_path(scope) in {"/healthz", "/readyz"}:
+        if scope["type"] != "http" or get_route_path(scope) in HEALTH_PATHS:
             await self.app(scope, receive, send)
             return
         request = asyncio.current_task()
@@ -200,10 +202,24 @@ class Deadline:
 
     @staticmethod
     async def _answer(scope: Scope, receive: Receive, send: Send) -> None:
-        error = DeadlineExceeded()
-        await problem(error.status, error.code, error.detail, headers=error.headers)(
-            scope, receive, send
-        )
+        await DeadlineExceeded().response()(scope, receive, send)
+
+
+class CORS(CORSMiddleware):
+    """Starlette's CORS middleware, answering a refused preflight as a problem document:
+    `cors_refused` (400), its detail Starlette's own words ("Disallowed CORS origin,
+    headers"), with the preflight headers that say what is allowed."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != CorsRefused.status:
+            return response
+        headers = {
+            name: value
+            for name, value in response.headers.items()
+            if name.startswith("access-control-") or name == "vary"
+        }
+        return CorsRefused(bytes(response.body).decode()).response(headers)
 
 
 class CatchUnexpected:
@@ -236,5 +252,4 @@ class CatchUnexpected:
             where = f"{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}" if frame else "?"
             logger.error("unhandled %s at %s", type(exc).__name__, where)
             if not started:
-                response = problem(500, AppError.code, AppError.detail)
-                await response(scope, receive, send)
+                await AppError().response()(scope, receive, send)

@@ -15,7 +15,9 @@ from starlette._utils import get_route_path  # the path the app routes, without 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.config import Settings
-from backend.errors import RateLimited, problem
+from backend.db import finished_within
+from backend.errors import RateLimited
+from backend.health import HEALTH_PATHS
 
 if TYPE_CHECKING:
     import coredis
@@ -24,9 +26,9 @@ logger = logging.getLogger("todo_api")
 
 VERDICTS = "todo_api.rate_limits"
 """Scope key: this request's verdicts, which `LimitRate` writes as headers."""
-UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+UNLIMITED_PATHS = HEALTH_PATHS | {"/metrics"}
 REDIS_RETRY_SECONDS = 5.0
-"""After a Redis failure, count in process memory this long before trying Redis again."""
+"""After a Redis failure, how often Redis is tried again (off the request path)."""
 SWEEP_SECONDS = 1.0
 MAX_REMEMBERED_RESETS = 10_000
 
@@ -91,6 +93,8 @@ class RateLimiter:
             from coredis import ConnectionPool  # 13 MB: loaded only where Redis is set up
 
             timeout = settings.redis_timeout_seconds
+            from coredis.retry import NoRetryPolicy
+
             self._redis_pool = ConnectionPool.from_url(
                 settings.redis_url, connect_timeout=timeout, stream_timeout=timeout
             )
@@ -99,20 +103,25 @@ class RateLimiter:
                 key_prefix=settings.rate_limit_key_prefix,
                 wrap_exceptions=True,
                 connection_pool=self._redis_pool,  # type: ignore[arg-type]
+                retry_policy=NoRetryPolicy(),  # type: ignore[arg-type]  # one try: the bound is ours
             )
-        self._shared_down_until = 0.0
+        self._redis_timeout = settings.redis_timeout_seconds
+        self._reconnecting: asyncio.Task[None] | None = None
         self._resets: dict[str, float] = {}
 
     async def hit(self, policy: Policy, key: str) -> Verdict:
         """Count one request of `key` (an address, a subject) against `policy`."""
         counter = policy.item.key_for(policy.name, key)
         expiry = policy.item.get_expiry()
-        storage = self._storage()
-        try:
-            count, reset_at = await self._count(storage, counter, expiry)
-        except (StorageError, OSError, TimeoutError) as exc:
-            self._fail_over(exc)
+        if self.shared is None or self._reconnecting is not None:
             count, reset_at = await self._count(self.memory, counter, expiry)
+        else:
+            try:
+                async with asyncio.timeout(self._redis_timeout):
+                    count, reset_at = await self._count(self.shared, counter, expiry)
+            except (StorageError, OSError, TimeoutError) as exc:
+                self._fail_over(exc)
+                count, reset_at = await self._count(self.memory, counter, expiry)
         reset_seconds = max(0, math.ceil(reset_at - time.time()))
         amount = policy.item.amount
         return Verdict(policy, count <= amount, max(0, amount - count), reset_seconds)
@@ -137,23 +146,35 @@ class RateLimiter:
         self._resets[counter] = reset_at
 
     async def close(self) -> None:
-        """Close the Redis connections, in the event loop that opened them."""
+        """Stop reconnecting and close the Redis connections, in the event loop that
+        opened them."""
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            await asyncio.wait({self._reconnecting})
         if self._redis_pool is not None:
             self._redis_pool.disconnect()
             await asyncio.sleep(0)  # lets the transports finish closing
 
-    def _storage(self) -> Storage:
-        if self.shared is not None and time.monotonic() >= self._shared_down_until:
-            return self.shared
-        return self.memory
-
     def _fail_over(self, exc: Exception) -> None:
-        self._shared_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+        """Count in process memory from now on, until a task of its own finds Redis
+        answering again: no request waits on a reconnection."""
         logger.warning(
-            "rate-limit storage unavailable (%s): counting in this process for %ss",
+            "rate-limit storage unavailable (%s): counting in this process, trying Redis "
+            "again every %ss",
             type(exc).__name__,
             REDIS_RETRY_SECONDS,
         )
+        self._reconnecting = asyncio.create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        assert self.shared is not None
+        while True:
+            await asyncio.sleep(REDIS_RETRY_SECONDS)
+            ping = asyncio.create_task(self.shared.check())
+            if await finished_within(ping, self._redis_timeout) and ping.result():
+                break
+        logger.warning("rate-limit storage answers again: counting in Redis")
+        self._reconnecting = None
 
 
 def rate_limit_headers(verdicts: list[Verdict]) -> list[tuple[bytes, bytes]]:
@@ -191,6 +212,4 @@ class LimitRate:
         if verdict.allowed:
             await self.app(scope, receive, send_with_headers)
             return
-        error = RateLimited(verdict.reset_seconds)
-        response = problem(error.status, error.code, error.detail, headers=error.headers)
-        await response(scope, receive, send_with_headers)
+        await RateLimited(verdict.reset_seconds).response()(scope, receive, send_with_headers)

@@ -168,6 +168,21 @@ def client(app: FastAPI, db: Session) -> Iterator[TestClient]:
         yield client
 
 
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The machine's Redis; the tests that need one are skipped without it, except in CI."""
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
+    except OSError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip("no Redis on 127.0.0.1:6379 (CI starts one)")
+    return REDIS_URL
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now, for a server a test starts."""
     with socket.socket() as probe:

@@ -1,5 +1,6 @@
 """CORS for configured frontend origins: preflights, exposed headers, credentials."""
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from sqlmodel import Session
 
 from backend.config import ConfigurationError, Settings, get_settings
 from backend.main import CORS_EXPOSED_HEADERS, create_app
-from tests.conftest import AuthFactory
+from tests.conftest import AuthFactory, assert_problem
 
 FRONTEND = "https://app.example"
 TASKS = "/api/alice/tasks"
@@ -66,8 +67,33 @@ def test_preflight_with_an_unknown_header_is_400(browser: TestClient) -> None:
         },
     )
 
-    assert response.status_code == 400
-    assert response.text == "Disallowed CORS headers"
+    body = assert_problem(response, 400, "cors_refused")
+    assert body["detail"] == "Disallowed CORS headers"
+    assert response.headers["access-control-allow-origin"] == FRONTEND
+    assert "x-evil" not in _listed(response.headers["access-control-allow-headers"])
+
+
+@pytest.mark.parametrize(("origin", "refused"), [(FRONTEND, False), ("https://evil.example", True)])
+def test_preflight_has_a_request_id_and_a_log_line(
+    browser: TestClient, caplog: pytest.LogCaptureFixture, origin: str, refused: bool
+) -> None:
+    caplog.set_level(logging.INFO, logger="todo_api.access")
+
+    response = browser.options(
+        TASKS,
+        headers={"Origin": origin, "Access-Control-Request-Method": "GET", "X-Request-ID": "pf-1"},
+    )
+
+    assert response.status_code == (400 if refused else 200)
+    assert response.headers["x-request-id"] == "pf-1"
+    if refused:
+        assert_problem(response, 400, "cors_refused")
+    [line] = [vars(r) for r in caplog.records if r.name == "todo_api.access"]
+    assert (line["request_id"], line["method"], line["status"]) == (
+        "pf-1",
+        "OPTIONS",
+        response.status_code,
+    )
 
 
 def test_create_task_exposes_location_etag_and_replay_header(
@@ -108,7 +134,7 @@ def test_disallowed_origin_gets_no_cors_headers(browser: TestClient, auth: AuthF
     )
     response = browser.get(TASKS, headers=auth() | {"Origin": "https://evil.example"})
 
-    assert preflight.status_code == 400
+    assert_problem(preflight, 400, "cors_refused")
     assert "access-control-allow-origin" not in preflight.headers
     assert response.status_code == 200
     assert "access-control-allow-origin" not in response.headers

@@ -2,9 +2,7 @@
 problem and the RateLimit headers, and one budget shared through Redis by two apps."""
 
 import logging
-import os
 import re
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,7 +17,6 @@ from backend.main import create_app
 from tests.conftest import AuthFactory, assert_problem
 from tests.mcp_client import INITIALIZE, MCP_HEADERS
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 AppFactory = Callable[..., FastAPI]
 
 
@@ -31,17 +28,6 @@ def limited_app(settings: Settings, db: Session) -> AppFactory:
         return create_app(settings.model_copy(update=changes))
 
     return build
-
-
-@pytest.fixture
-def redis_url() -> str:
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
-    except OSError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip("no Redis on 127.0.0.1:6379 (CI starts one)")
-    return REDIS_URL
 
 
 def _remaining(response: Any, policy: str) -> int:

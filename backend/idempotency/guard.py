@@ -2,7 +2,6 @@
 middleware records the response before it is sent, a retry gets that response again."""
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -15,7 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backend.db import ScopedSession, scope_to
+from backend.db import ScopedSession, finished_within, scope_to
 from backend.deps import caller, get_session
 from backend.errors import DATABASE_ERRORS, PROBLEM_JSON, Conflict, problem_body
 from backend.idempotency import service
@@ -131,13 +130,18 @@ async def _settle_even_if_cancelled(scope: Scope, claim: Claim, held: list[Messa
     try:
         await asyncio.shield(settling)
     except asyncio.CancelledError:
-        with contextlib.suppress(TimeoutError, *DATABASE_ERRORS):
-            await asyncio.wait_for(settling, SETTLE_SECONDS)
+        if await finished_within(settling, SETTLE_SECONDS):
+            _log_failure(settling)
         raise
-    except DATABASE_ERRORS as exc:
-        # The database failed after the request: its answer still goes out, and the claim
-        # stays until it expires (a retry meanwhile is 409, never a second write). The
-        # type only: the error's text holds the statement and its values.
+    except DATABASE_ERRORS:
+        _log_failure(settling)
+
+
+def _log_failure(settling: "asyncio.Future[None]") -> None:
+    """The database failed after the request: its answer still goes out, and the claim
+    stays until it expires (a retry meanwhile is 409, never a second write). The type
+    only: the error's text holds the statement and its values."""
+    if (exc := settling.exception()) is not None:
         logger.warning("could not settle an Idempotency-Key claim: %s", type(exc).__name__)
 
 

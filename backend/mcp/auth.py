@@ -65,8 +65,7 @@ class McpEndpoint:
             separator = ", " if "=" in challenge else " "
             metadata = f'resource_metadata="{_resource_metadata_url(request)}"'
             headers["WWW-Authenticate"] = f"{challenge}{separator}{metadata}"
-        response = problem(error.status, error.code, error.detail, headers=headers)
-        await response(request.scope, request.receive, send)
+        await error.response(headers)(request.scope, request.receive, send)
 
 
 def resource_metadata(settings: Settings) -> Any:

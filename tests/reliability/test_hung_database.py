@@ -122,3 +122,51 @@ def _is_unavailable(outcome: Outcome) -> bool:
 
 def _describe(outcome: Outcome) -> str:
     return describe(outcome.response) if outcome.response is not None else str(outcome.error)
+
+
+READY_WITHIN_SECONDS = 1.5
+"""`/readyz` gives the database a second; the rest is the machine's scheduling."""
+READY_PROBES = 12
+
+
+async def _readiness_while_frozen(server: Server, cluster: Cluster) -> tuple[list[Outcome], float]:
+    async with httpx2.AsyncClient(
+        base_url=server.url, headers=server.headers(USER), timeout=CLIENT_TIMEOUT_SECONDS
+    ) as client:
+        # A warm pool: the probe finds an open connection, the case that hung longest.
+        warm = await asyncio.gather(*(timed(client, "GET", f"/api/{USER}/me") for _ in range(8)))
+        assert all(_status(outcome) == 200 for outcome in warm), [_describe(o) for o in warm]
+        ready = await timed(client, "GET", "/readyz")
+        assert _status(ready) == 200, _describe(ready)
+        cluster.freeze()
+        try:
+            probes = []
+            for _ in range(READY_PROBES):
+                probes.append(await timed(client, "GET", "/readyz"))
+                await asyncio.sleep(0.25)
+        finally:
+            cluster.thaw()
+        thawed_at = time.monotonic()
+        while time.monotonic() < thawed_at + RECOVERY_GIVE_UP_SECONDS:
+            outcome = await timed(client, "GET", "/readyz")
+            if _status(outcome) == 200:
+                return probes, outcome.ended - thawed_at
+            await asyncio.sleep(0.1)
+    return probes, float("inf")
+
+
+def test_readyz_answers_503_within_a_second_while_frozen(server: Server, healthy: Cluster) -> None:
+    mark = server.log_mark()
+
+    probes, recovery = asyncio.run(_readiness_while_frozen(server, healthy))
+
+    slowest = max(probe.elapsed for probe in probes)
+    figures = report(
+        f"/readyz while frozen: {len(probes)} probes, slowest {slowest:.2f} s, codes "
+        f"{sorted({_code(p) for p in probes})}; ready again {recovery:.2f} s after thaw"
+    )
+    assert all(_status(probe) == 503 for probe in probes), figures
+    assert {_code(probe) for probe in probes} == {"db_unavailable"}, figures
+    assert slowest <= READY_WITHIN_SECONDS, figures
+    assert recovery < RECOVERY_GIVE_UP_SECONDS, figures
+    assert_no_leaks(server, mark, [p.response.text for p in probes if p.response])
