@@ -1,4 +1,4 @@
-"""The `todo-api` command: serve, migrate, token, seed, openapi."""
+"""The `todo-api` command: serve, migrate, token, seed, prune, openapi."""
 
 import asyncio
 import json
@@ -6,19 +6,23 @@ import logging.config
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Annotated
 
 import typer
 import uvicorn
 from rich.progress import MofNCompleteColumn, Progress, TimeRemainingColumn
 from sqlalchemy import make_url
+from sqlalchemy.exc import DBAPIError
 
 from backend import db
 from backend import migrate as migrations
 from backend import seed as demo
 from backend.auth import issue_token
+from backend.changes.service import prune_changes
 from backend.config import ConfigurationError, Settings, get_settings
 from backend.errors import DATABASE_ERRORS
+from backend.idempotency.service import prune_keys
 from backend.main import create_app
 from backend.observability import logging_config
 
@@ -163,6 +167,40 @@ def seed(
         job = bar.add_task("Seeding tasks", total=users * tasks)
         asyncio.run(load(lambda count: bar.advance(job, count)))
     typer.echo(f"Seeded {users} users ({user_ids[0]} ...) with {tasks} tasks each.")
+
+
+@app.command()
+def prune() -> None:
+    """Forget what is no longer kept: deletions older than CHANGES_RETENTION_DAYS in the
+    change feed, and expired idempotency keys. Safe while serving. Run it as the schema's
+    owner, as migrations are: row-level security hides every row from the service's role."""
+    settings = _settings()
+
+    async def run() -> tuple[int, int]:
+        engine = db.create_engine(settings)
+        try:
+            async with engine.connect() as connection:
+                await db.see_every_user(connection)
+                now = db.utcnow()
+                retention = timedelta(days=settings.changes_retention_days)
+                changes = await prune_changes(connection, retention=retention, now=now)
+                keys = await prune_keys(connection, now=now)
+                await connection.commit()
+                return changes, keys
+        finally:
+            await engine.dispose()
+
+    try:
+        changes, keys = asyncio.run(run())
+    except DBAPIError as exc:  # unreachable, or a role that row-level security holds
+        where = make_url(settings.database_url).render_as_string(hide_password=True)
+        typer.echo(
+            f"todo-api: cannot prune {where} ({type(exc).__name__}): run it as the schema's "
+            "owner, as migrations are",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    typer.echo(f"Pruned {changes} deletions from the change feed, {keys} idempotency keys.")
 
 
 @app.command()

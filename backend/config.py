@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     """User requests a worker works on at once, each from the acceptance of its token
     (default: `db_pool_size`); the others wait their turn in order, at most
     `db_pool_timeout_seconds`, then 503 `db_unavailable` (`middleware.Turns`)."""
+    changes_retention_days: int = Field(default=30, ge=1)
+    """How long a deletion stays in the change feed; an older sync token answers 410."""
     rate_limit_enabled: bool = True
     rate_limit_user: str = "600/minute"
     """Requests per token subject, counted after authentication (limits' notation)."""

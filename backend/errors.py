@@ -140,6 +140,14 @@ class CorsRefused(AppError):
     code = "cors_refused"
 
 
+class SyncExpired(AppError):
+    """A sync token older than the change feed keeps deletions: the client starts over."""
+
+    status = 410
+    code = "sync_expired"
+    detail = "This sync token is older than the change feed keeps; start a new sync without it."
+
+
 class PayloadTooLarge(AppError):
     status = 413
     code = "payload_too_large"

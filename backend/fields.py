@@ -8,7 +8,7 @@ import re
 import unicodedata
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -103,6 +103,11 @@ SearchText = Annotated[
 ]
 
 
+ChangeEntity = Literal["task", "category"]
+"""What the change feed tracks."""
+ChangeOp = Literal["upsert", "delete"]
+
+
 class Priority(StrEnum):
     none = "none"
     low = "low"
@@ -159,4 +164,16 @@ CURSOR_MAX_LENGTH = 2048
 PageCursor = Annotated[
     str | None,
     Field(max_length=CURSOR_MAX_LENGTH, description="`next_cursor` of the previous page."),
+]
+# The change feed's page (REST and MCP alike).
+CHANGES_DEFAULT_LIMIT = 100
+ChangesLimit = Annotated[
+    int, Field(ge=1, le=500, description="Changes per page, each entity at most once.")
+]
+SyncToken = Annotated[
+    str | None,
+    Field(
+        max_length=CURSOR_MAX_LENGTH,
+        description="`next_since` of an earlier answer; without it, a sync starts over.",
+    ),
 ]

@@ -4,12 +4,14 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from backend import auth, db, health
 from backend.categories.routes import router as categories_router
+from backend.changes.routes import router as changes_router
 from backend.config import Settings, get_settings
 from backend.deps import require_owner
 from backend.errors import install_error_handlers
@@ -105,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.verifier = auth.create_verifier(settings)
     app.state.cursor_signer = CursorSigner(settings.cursor_secret())
+    app.state.changes_retention = timedelta(days=settings.changes_retention_days)
     app.state.known_users = {}
     app.state.rate_limiter = RateLimiter(settings) if settings.rate_limit_enabled else None
     app.state.metrics = Metrics(app.state)
@@ -143,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tasks_router,
         categories_router,
         history_router,
+        changes_router,
         stats_router,
         users_router,
         tokens_router,

@@ -1,11 +1,20 @@
 """Every table and API schema, in the Base / table / Create / Update / Public pattern."""
 
 from datetime import date, datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, StrictBool
-from sqlalchemy import JSON, ForeignKeyConstraint, Index, String, UniqueConstraint, column, table
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKeyConstraint,
+    Index,
+    String,
+    UniqueConstraint,
+    column,
+    table,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import declared_attr
 from sqlmodel import Field, SQLModel
@@ -15,6 +24,8 @@ from backend.db import UTCDateTime
 from backend.fields import (
     DEFAULT_LIMIT,
     CategoryName,
+    ChangeEntity,
+    ChangeOp,
     Color,
     Description,
     HistoryAction,
@@ -76,6 +87,8 @@ class User(SQLModel, table=True):
     name: str | None = Field(default=None, max_length=255)
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
+    # The user's last change-feed number: each write takes the next under the row's lock.
+    change_seq: int = Field(default=0, sa_type=BigInteger, nullable=False)
 
 
 # What /me shows of the caller.
@@ -306,6 +319,48 @@ class HistoryFilters(BaseModel):
 # The query string of a history list: its filters and its page.
 class HistoryListQuery(PageQuery, HistoryFilters):
     pass
+
+
+# The change feed: per entity of a user, its last change, numbered in commit order.
+class Change(SQLModel, table=True):
+    __tablename__ = "changes"
+    __table_args__ = (
+        ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_changes_user"),
+        UniqueConstraint("user_id", "seq", name="uq_changes_user_seq"),
+    )
+
+    user_id: str = _owner_key()
+    entity: ChangeEntity = Field(primary_key=True, sa_type=String(16))
+    entity_id: UUID = Field(primary_key=True)
+    seq: int = Field(sa_type=BigInteger, nullable=False)
+    op: ChangeOp = Field(sa_type=String(8), nullable=False)
+    version: int
+    changed_at: datetime = _timestamp()
+
+
+# A task in the change feed: its current state, or null once deleted.
+class TaskChange(BaseModel):
+    entity: Literal["task"]
+    id: UUID
+    op: ChangeOp
+    version: int
+    data: TaskPublic | None
+
+
+# A category in the change feed: its current state, or null once deleted.
+class CategoryChange(BaseModel):
+    entity: Literal["category"]
+    id: UUID
+    op: ChangeOp
+    version: int
+    data: CategoryPublic | None
+
+
+# One page of the change feed; pass `next_since` back as `since` for what follows.
+class ChangesPage(BaseModel):
+    changes: list[Annotated[TaskChange | CategoryChange, Field(discriminator="entity")]]
+    next_since: str
+    has_more: bool
 
 
 # A personal access token for scripts and integrations; only its SHA-256 is stored.

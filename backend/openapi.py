@@ -162,6 +162,11 @@ TAGS: list[dict[str, Any]] = [
         "description": "The immutable record of every task change, written in the same "
         "transaction as the change; it survives the task's deletion.",
     },
+    {
+        "name": "changes",
+        "description": "The change feed: what changed since a sync token, each task and "
+        "category once, in commit order, for clients that keep a copy.",
+    },
     {"name": "stats", "description": "Weekly statistics, computed from the history."},
     {"name": "users", "description": "The caller's user record."},
     {
@@ -255,6 +260,28 @@ SCHEMA_EXAMPLES: dict[str, dict[str, Any]] = {
     "TokenCreated": TOKEN_PUBLIC | {"token": "todo_pat_Xy3kQ0d5mFh2...redacted"},
     "Page_HistoryPublic_": {"items": [], "next_cursor": None},
     "Page_TokenPublic_": {"items": [TOKEN_PUBLIC], "next_cursor": None},
+    "TaskChange": {
+        "entity": "task",
+        "id": TASK_ID,
+        "op": "upsert",
+        "version": 1,
+        "data": TASK_PUBLIC,
+    },
+    "CategoryChange": {
+        "entity": "category",
+        "id": CATEGORY_ID,
+        "op": "delete",
+        "version": 3,
+        "data": None,
+    },
+    "ChangesPage": {
+        "changes": [
+            {"entity": "task", "id": TASK_ID, "op": "upsert", "version": 1, "data": TASK_PUBLIC},
+            {"entity": "category", "id": CATEGORY_ID, "op": "delete", "version": 3, "data": None},
+        ],
+        "next_since": "WyJjaGFuZ2VzIixbNDIsMCwxNzgwMTM2MDAwXV0...",
+        "has_more": False,
+    },
     "ProblemDetail": {
         "type": "about:blank",
         "title": "Not Found",

@@ -55,22 +55,25 @@ class CursorSigner:
         token = body + self._mac(owner, body)
         return base64.urlsafe_b64encode(token).rstrip(b"=").decode()
 
-    def decode(self, owner: str, scope: str, cursor: str) -> list[Any]:
+    def decode(self, owner: str, scope: str, cursor: str, *, field: str = "cursor") -> list[Any]:
+        """The values of `cursor`, if this server signed it for `owner` and `scope`; else
+        a 422 on the query parameter `field`."""
         try:
             token = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         except (binascii.Error, ValueError):
-            raise _bad_cursor() from None
+            raise bad_cursor(field) from None
         body, mac = token[:-MAC_BYTES], token[-MAC_BYTES:]
         if len(token) <= MAC_BYTES or not hmac.compare_digest(mac, self._mac(owner, body)):
-            raise _bad_cursor()
+            raise bad_cursor(field)
         cursor_scope, values = json.loads(body)
         if cursor_scope != scope:
-            raise _bad_cursor()
+            raise bad_cursor(field)
         return list(values)
 
 
-def _bad_cursor() -> InvalidInput:
-    return InvalidInput(("query", "cursor"), "Not a cursor of this list.", "cursor_invalid")
+def bad_cursor(field: str = "cursor") -> InvalidInput:
+    what = "a cursor of this list" if field == "cursor" else f"a `{field}` token of this user"
+    return InvalidInput(("query", field), f"Not {what}.", "cursor_invalid")
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +181,7 @@ class Keyset:
             value, tiebreak = values
             return self.adapter.validate_python(value), _UUIDS.validate_python(tiebreak)
         except (ValueError, TypeError, ValidationError):
-            raise _bad_cursor() from None
+            raise bad_cursor() from None
 
 
 _UUIDS: TypeAdapter[UUID] = TypeAdapter(UUID)

@@ -18,8 +18,10 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from uuid6 import uuid7
 
+from backend.changes.service import append_changes
 from backend.db import scope_to, utcnow
-from backend.fields import HistoryAction, Priority
+from backend.fields import ChangeEntity, ChangeOp, HistoryAction, Priority
+from backend.history.service import entry
 from backend.models import Category, Task, TaskHistory, User
 from backend.tasks.service import snapshot
 
@@ -103,30 +105,22 @@ def task_rows(
             created_at=created,
             updated_at=created,
         )
-        rows.history.append(_entry(task, HistoryAction.created, snapshot(task), created))
+        rows.history.append(
+            entry(user_id, task.id, task.title, HistoryAction.created, snapshot(task), created)
+        )
         if rng.random() < 0.45:
             done = min(created + timedelta(hours=rng.randint(1, 24 * 20)), now)
             task.completed, task.completed_at, task.updated_at, task.version = True, done, done, 2
             change = {"completed": {"from": False, "to": True}}
-            rows.history.append(_entry(task, HistoryAction.completed, change, done))
+            rows.history.append(
+                entry(user_id, task.id, task.title, HistoryAction.completed, change, done)
+            )
         rows.tasks.append(task.model_dump())
         if len(rows.tasks) == BATCH:
             yield rows
             rows = Rows()
     if rows.tasks:
         yield rows
-
-
-def _entry(task: Task, action: HistoryAction, changes: dict[str, Any], at: datetime) -> Any:
-    return {
-        "user_id": task.user_id,
-        "id": uuid7(),
-        "task_id": task.id,
-        "action": action,
-        "changes": changes,
-        "title": task.title,
-        "occurred_at": at,
-    }
 
 
 async def seed(
@@ -153,12 +147,28 @@ async def seed(
             await session.exec(insert(User).values(**user))
             categories = categories_for(user_id, now)
             await session.exec(insert(Category), params=categories)
+            await _append_changes(session, user_id, "category", categories, now)
             await session.commit()
             category_ids = [category["id"] for category in categories]
             for rows in task_rows(user_id, tasks_per_user, category_ids, rng=rng, now=now):
                 # The table, not the entity: the ORM would reset every version to 1.
                 await session.exec(insert(_TASKS), params=rows.tasks)
                 await session.exec(insert(TaskHistory), params=rows.history)
+                await _append_changes(session, user_id, "task", rows.tasks, now)
                 await session.commit()
                 if progress is not None:
                     progress(len(rows.tasks))
+
+
+async def _append_changes(
+    session: AsyncSession,
+    user_id: str,
+    entity: ChangeEntity,
+    rows: list[dict[str, Any]],
+    at: datetime,
+) -> None:
+    """The change-feed entries of new rows, so that a sync finds them."""
+    changes: dict[tuple[ChangeEntity, UUID], tuple[ChangeOp, int]] = {
+        (entity, row["id"]): ("upsert", row["version"]) for row in rows
+    }
+    await session.run_sync(lambda sync: append_changes(sync.connection(), user_id, changes, at))

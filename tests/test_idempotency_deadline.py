@@ -16,7 +16,7 @@ from backend.config import Settings
 from backend.idempotency import service as idempotency
 from backend.main import create_app
 from backend.models import IdempotencyRecord, Task
-from backend.tasks import service as tasks
+from backend.unit_of_work import UnitOfWork
 from tests.conftest import AuthFactory, assert_problem
 
 TASKS = "/api/alice/tasks"
@@ -56,7 +56,7 @@ def test_create_task_cut_off_after_its_commit_is_not_written_again(
     hurried: TestClient, auth: AuthFactory, db: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     headers = auth("alice") | {"Idempotency-Key": "rent-1"}
-    monkeypatch.setattr(tasks, "_commit", _slowed(tasks._commit, before=False))
+    monkeypatch.setattr(UnitOfWork, "commit", _slowed(UnitOfWork.commit, before=False))
     first = hurried.post(TASKS, json=BODY, headers=headers)
     monkeypatch.undo()
 
@@ -75,7 +75,7 @@ def test_create_task_cut_off_before_its_commit_runs_again_on_retry(
     hurried: TestClient, auth: AuthFactory, db: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     headers = auth("alice") | {"Idempotency-Key": "rent-1"}
-    monkeypatch.setattr(tasks, "_commit", _slowed(tasks._commit, before=True))
+    monkeypatch.setattr(UnitOfWork, "commit", _slowed(UnitOfWork.commit, before=True))
     first = hurried.post(TASKS, json=BODY, headers=headers)
     monkeypatch.undo()
 

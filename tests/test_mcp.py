@@ -16,8 +16,11 @@ McpAs = Callable[..., McpCaller]
 TOOLS = {
     "add_task", "list_tasks", "get_task", "update_task", "complete_task", "reopen_task",
     "delete_task", "list_categories", "add_category", "task_history", "weekly_stats",
+    "list_changes",
 }  # fmt: skip
-READ_ONLY = {"list_tasks", "get_task", "list_categories", "task_history", "weekly_stats"}
+READ_ONLY = {
+    "list_tasks", "get_task", "list_categories", "task_history", "weekly_stats", "list_changes"
+}  # fmt: skip
 
 
 def _history(db: Session, task_id: str) -> list[TaskHistory]:

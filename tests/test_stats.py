@@ -243,7 +243,7 @@ def test_weekly_stats_counts_a_deleted_task(
     make_task: Factory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("backend.tasks.service.utcnow", lambda: NOW - timedelta(days=1))
+    monkeypatch.setattr("backend.unit_of_work.utcnow", lambda: NOW - timedelta(days=1))
     task = make_task(title="Short-lived")
     assert (
         client.patch(f"/api/alice/tasks/{task['id']}/complete", headers=auth()).status_code == 200

@@ -4,17 +4,19 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import TypeAdapter
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from uuid6 import uuid7
 
 from backend.conditions import UNCONDITIONAL, Precondition, write_once_current
-from backend.db import utcnow
+from backend.db import read_rows
 from backend.errors import Conflict, NotFound
-from backend.models import Category, CategoryCreate, PageQuery
-from backend.owned import ById, owned_by
+from backend.models import Category, CategoryCreate, CategoryPublic, PageQuery
+from backend.owned import OWNER, ROW_ID, owned_by
 from backend.pagination import Keyset, PageRequest, Record, fetch_page
 from backend.tasks.service import uncategorize_tasks
+from backend.unit_of_work import UnitOfWork
 
 BY_NAME = Keyset(
     name="name",
@@ -28,20 +30,33 @@ def name_key(name: str) -> str:
     return name.casefold()
 
 
-_BY_ID = ById(Category)
+_TABLE = Category.__table__  # type: ignore[attr-defined]
+_READ = select(_TABLE).where(owned_by(_TABLE.c.user_id), _TABLE.c.id == bindparam(ROW_ID))
+_LOCKED = _READ.with_for_update()
+_INSERT = insert(_TABLE)
+_READ_VERSION = "read_version"
+_AT_VERSION = (
+    owned_by(_TABLE.c.user_id),
+    _TABLE.c.id == bindparam(ROW_ID),
+    _TABLE.c.version == bindparam(_READ_VERSION),
+)
+_UPDATE = update(_TABLE).where(*_AT_VERSION)
+_DELETE = delete(_TABLE).where(*_AT_VERSION)
 
 
 async def get_category(
     session: AsyncSession, *, user_id: str, category_id: UUID, for_update: bool = False
-) -> Category:
+) -> CategoryPublic:
     """The caller's category; `for_update` locks its row until the commit (PostgreSQL)."""
-    category = await _BY_ID.get(session, owner=user_id, row_id=category_id, for_update=for_update)
-    if category is None:
+    names, rows = await read_rows(
+        session, _LOCKED if for_update else _READ, {OWNER: user_id, ROW_ID: category_id}
+    )
+    if not rows:
         raise NotFound
-    return category
+    return CategoryPublic.model_validate(dict(zip(names, rows[0], strict=True)))
 
 
-_LISTED = select(Category).where(owned_by(Category.user_id))
+_LISTED = select(_TABLE).where(owned_by(_TABLE.c.user_id))
 """The caller's categories; the owner is bound per request."""
 
 
@@ -55,19 +70,21 @@ async def list_categories(
 
 async def create_category(
     session: AsyncSession, *, user_id: str, category_in: CategoryCreate
-) -> Category:
-    now = utcnow()
-    category = Category.model_validate(
-        category_in,
-        update={
-            "user_id": user_id,
-            "name_key": name_key(category_in.name),
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
-    session.add(category)
-    await _commit(session)
+) -> CategoryPublic:
+    work = UnitOfWork(user_id)
+    row = {
+        "user_id": user_id,
+        "id": uuid7(),
+        **dict(category_in),
+        "name_key": name_key(category_in.name),
+        "created_at": work.at,
+        "updated_at": work.at,
+        "version": 1,
+    }
+    category = CategoryPublic.model_validate(row)
+    work.execute(_INSERT, row, guarded=False)
+    work.changed("category", category.id, version=category.version)
+    await _commit(session, work)
     return category
 
 
@@ -78,25 +95,26 @@ async def update_category(
     category_id: UUID,
     changes: dict[str, Any],
     precondition: Precondition = UNCONDITIONAL,
-) -> Category:
+) -> CategoryPublic:
     """Apply `changes` (field: new value); a change that changes nothing writes nothing."""
 
-    async def write() -> Category:
+    async def write() -> CategoryPublic:
         category = precondition.check(
             await get_category(session, user_id=user_id, category_id=category_id, for_update=True)
         )
-        changed = {
+        updates = {
             field: value for field, value in changes.items() if getattr(category, field) != value
         }
-        if not changed:
+        if not updates:
             return category
-        for field, value in changed.items():
-            setattr(category, field, value)
-        category.name_key = name_key(category.name)
-        category.updated_at = utcnow()
-        session.add(category)
-        await _commit(session)
-        return category
+        work = UnitOfWork(user_id)
+        updates |= {"updated_at": work.at, "version": category.version + 1}
+        changed = category.model_copy(update=updates)
+        values = updates | {"name_key": name_key(changed.name)}
+        work.execute(_UPDATE, _at_version(user_id, category, values), guarded=True)
+        work.changed("category", category_id, version=changed.version)
+        await _commit(session, work)
+        return changed
 
     return await write_once_current(
         session,
@@ -119,9 +137,11 @@ async def delete_category(
         category = precondition.check(
             await get_category(session, user_id=user_id, category_id=category_id, for_update=True)
         )
-        await uncategorize_tasks(session, user_id=user_id, category_id=category_id, at=utcnow())
-        await session.delete(category)
-        await session.commit()
+        work = UnitOfWork(user_id)
+        await uncategorize_tasks(session, work=work, category_id=category_id)
+        work.execute(_DELETE, _at_version(user_id, category), guarded=True)
+        work.changed("category", category_id, version=category.version, deleted=True)
+        await work.commit(session)
 
     await write_once_current(
         session,
@@ -131,9 +151,15 @@ async def delete_category(
     )
 
 
-async def _commit(session: AsyncSession) -> None:
+def _at_version(
+    user_id: str, read: CategoryPublic, values: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {OWNER: user_id, ROW_ID: read.id, _READ_VERSION: read.version, **(values or {})}
+
+
+async def _commit(session: AsyncSession, work: UnitOfWork) -> None:
     try:
-        await session.commit()
+        await work.commit(session)
     except IntegrityError:
         await session.rollback()
         raise Conflict("A category with that name already exists.") from None

@@ -6,8 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import AwareDatetime, TypeAdapter
-from sqlalchemy import ColumnElement, bindparam, insert
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Connection, bindparam, insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
@@ -36,7 +35,7 @@ def entry(
     changes: dict[str, Any],
     at: datetime,
 ) -> dict[str, Any]:
-    """One history row's values, for `record_changes`."""
+    """One history row's values, for `insert_entries`."""
     return {
         "user_id": user_id,
         "id": uuid7(),
@@ -48,20 +47,12 @@ def entry(
     }
 
 
-async def record_changes(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
-    """Insert history rows (`entry`) in the session's transaction (`insert_entries`)."""
+def insert_entries(connection: Connection, entries: list[dict[str, Any]]) -> None:
+    """Insert history rows (`entry`), all in one statement, in a write's transaction
+    (`UnitOfWork`). Plain values, not `TaskHistory` entities: building and flushing one cost
+    a write more than the statement itself."""
     if entries:
-        await session.run_sync(insert_entries, entries)
-
-
-def insert_entries(sync_session: Session, entries: list[dict[str, Any]]) -> None:
-    """Insert history rows (`entry`), all in one statement, from inside a call into the sync
-    session (`AsyncSession.run_sync`), where a write joins its own statements to them.
-
-    A plain INSERT of values, not ORM objects: building a `TaskHistory` and flushing it
-    cost a write more than the statement itself (specs/performance.md)."""
-    if entries:
-        sync_session.connection().execute(_INSERT, entries)
+        connection.execute(_INSERT, entries)
 
 
 _INSERT = insert(TaskHistory.__table__)  # type: ignore[attr-defined]

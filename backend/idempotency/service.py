@@ -1,11 +1,12 @@
 """Idempotency keys: claim a key for a write, record its response, find it again."""
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -104,3 +105,11 @@ async def _find(session: AsyncSession, *, user_id: str, key: str) -> Idempotency
     )
     session.expire_all()  # another request may have written it since
     return (await session.exec(statement)).first()
+
+
+_PRUNE = delete(IdempotencyRecord).where(col(IdempotencyRecord.expires_at) <= bindparam("now"))
+
+
+async def prune_keys(connection: AsyncConnection, *, now: datetime) -> int:
+    """Forget every user's expired keys; how many (`todo-api prune`)."""
+    return (await connection.execute(_PRUNE, {"now": now})).rowcount

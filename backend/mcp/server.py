@@ -101,7 +101,9 @@ async def _run(request: Request, tool: Tool[Any], arguments: dict[str, Any]) -> 
             session, claims=claims_of(request), needed=tool.needs, known=state.known_users
         )
         args = tool.args.model_validate(arguments)
-        result, text = await tool.run(Caller(session, user_id, state.cursor_signer), args)
+        result, text = await tool.run(
+            Caller(session, user_id, state.cursor_signer, state.changes_retention), args
+        )
         succeeded = True
     finally:
         await end_session(session, commit=succeeded and tool.needs == "read")

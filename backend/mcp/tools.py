@@ -2,6 +2,7 @@
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, Any, Generic, Literal, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -11,13 +12,23 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.auth import Scope
 from backend.categories import service as categories
+from backend.changes import service as changes
 from backend.conditions import UNCONDITIONAL, Precondition, etag_of
 from backend.errors import InvalidInput
-from backend.fields import DEFAULT_LIMIT, PageCursor, PageLimit, SearchText
+from backend.fields import (
+    CHANGES_DEFAULT_LIMIT,
+    DEFAULT_LIMIT,
+    ChangesLimit,
+    PageCursor,
+    PageLimit,
+    SearchText,
+    SyncToken,
+)
 from backend.history import service as history
 from backend.models import (
     CategoryCreate,
     CategoryPublic,
+    ChangesPage,
     Forbid,
     HistoryPublic,
     Page,
@@ -72,6 +83,11 @@ class TaskHistoryArgs(PageArgs):
     task_id: UUID
 
 
+class ListChangesArgs(Forbid):
+    since: SyncToken = None
+    limit: ChangesLimit = CHANGES_DEFAULT_LIMIT
+
+
 class WeeklyStatsArgs(Forbid):
     tz: Annotated[str, Field(max_length=64, description="An IANA time zone name.")] = "UTC"
 
@@ -89,6 +105,7 @@ class Caller:
     session: AsyncSession
     user_id: str
     signer: CursorSigner
+    changes_retention: timedelta
 
     def page(self, args: PageArgs) -> PageRequest[PageQuery]:
         return PageRequest(PageQuery(limit=args.limit, cursor=args.cursor), self.signer)
@@ -215,6 +232,20 @@ async def task_history(caller: Caller, args: TaskHistoryArgs) -> Outcome:
     return page, "\n".join([f"{len(lines)} entries, newest first.{_more(next_cursor)}", *lines])
 
 
+async def list_changes(caller: Caller, args: ListChangesArgs) -> Outcome:
+    page = await changes.list_changes(
+        caller.session,
+        user_id=caller.user_id,
+        since=args.since,
+        limit=args.limit,
+        signer=caller.signer,
+        retention=caller.changes_retention,
+    )
+    more = " More with since=next_since." if page.has_more else ""
+    lines = [f"- {c.entity} {c.id}: {c.op} (version {c.version})" for c in page.changes]
+    return page, "\n".join([f"{len(lines)} change(s), oldest first.{more}", *lines])
+
+
 async def weekly_stats(caller: Caller, args: WeeklyStatsArgs) -> Outcome:
     if args.tz not in known_time_zones():
         raise InvalidInput(("tz",), "Not a known IANA time zone.", "tz_unknown")
@@ -297,6 +328,16 @@ _TOOLS: list[Tool[Any]] = [
         Page[HistoryPublic],
         "read",
         task_history,
+        idempotent=True,
+    ),
+    Tool(
+        "list_changes",
+        "What changed since a sync token (each task and category once, as it is now, "
+        "deletions included); without one, every task and category. Keep next_since.",
+        ListChangesArgs,
+        ChangesPage,
+        "read",
+        list_changes,
         idempotent=True,
     ),
     Tool(

@@ -2,7 +2,6 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -10,11 +9,8 @@ from pydantic import AwareDatetime, TypeAdapter
 from pydantic_core import to_jsonable_python
 from sqlalchemy import (
     ColumnElement,
-    Delete,
-    Insert,
     Select,
     TableClause,
-    Update,
     bindparam,
     delete,
     insert,
@@ -23,17 +19,14 @@ from sqlalchemy import (
 )
 from sqlalchemy import select as select_rows
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from uuid6 import uuid7
 
 from backend.conditions import UNCONDITIONAL, Precondition, write_once_current
-from backend.db import LIKE_ESCAPE, like_escape, read_rows, utcnow
+from backend.db import LIKE_ESCAPE, like_escape, read_rows
 from backend.errors import InvalidInput, NotFound
 from backend.fields import HistoryAction, Priority
-from backend.history.service import entry, insert_entries, record_changes
 from backend.models import (
     TASK_SEARCH,
     Category,
@@ -46,6 +39,7 @@ from backend.models import (
 )
 from backend.owned import OWNER, ROW_ID, owned_by
 from backend.pagination import Keyset, PageRequest, Record, fetch_page
+from backend.unit_of_work import UnitOfWork
 
 _SORT_COLUMNS: dict[str, tuple[TypeAdapter[Any], bool]] = {
     "created_at": (TypeAdapter(AwareDatetime), False),
@@ -170,23 +164,25 @@ async def list_tasks(
 
 
 async def create_task(session: AsyncSession, *, user_id: str, task_in: TaskCreate) -> TaskPublic:
-    """The new task, written with its `created` entry as plain INSERTs of values: a new row
-    has nothing for the unit of work to track, and building a `Task` entity and flushing
-    it cost a create more than its statements (specs/performance.md)."""
+    """The new task, with its `created` entry and its feed entry."""
     await _check_category(session, user_id=user_id, category_id=task_in.category_id)
-    now = utcnow()
-    task = TaskPublic(
-        id=uuid7(),
+    work = UnitOfWork(user_id)
+    row = {
+        "user_id": user_id,
+        "id": uuid7(),
         **dict(task_in),
-        completed=False,
-        completed_at=None,
-        created_at=now,
-        updated_at=now,
-        version=1,
-    )
-    created = entry(user_id, task.id, task.title, HistoryAction.created, snapshot(task), now)
+        "completed": False,
+        "completed_at": None,
+        "created_at": work.at,
+        "updated_at": work.at,
+        "version": 1,
+    }
+    task = TaskPublic.model_validate(row)
+    work.execute(_INSERT, row, guarded=False)
+    work.record(task.id, task.title, HistoryAction.created, snapshot(task))
+    work.changed("task", task.id, version=task.version)
     async with _category_refusal_as_422(session):
-        await _commit(session, _INSERT, {"user_id": user_id, **dict(task)}, [created])
+        await work.commit(session)
     return task
 
 
@@ -200,9 +196,8 @@ async def update_task(
 ) -> TaskPublic:
     """Apply `changes` (field: new value); a change that changes nothing writes nothing.
 
-    The row is read locked (`FOR UPDATE` on PostgreSQL) and written back as a plain
-    `UPDATE ... WHERE version = :read` of its new values, with its entry: no `Task` entity
-    for the unit of work to track (specs/performance.md)."""
+    The row is read locked (`FOR UPDATE` on PostgreSQL) and written back guarded by the
+    version read (`_at_version`), with its history and feed entries."""
 
     async def write() -> TaskPublic:
         task = precondition.check(
@@ -210,7 +205,6 @@ async def update_task(
         )
         if changes.get("category_id") not in (None, task.category_id):
             await _check_category(session, user_id=user_id, category_id=changes["category_id"])
-        now = utcnow()
         diff = {
             field: {"from": _json(getattr(task, field)), "to": _json(value)}
             for field, value in changes.items()
@@ -218,17 +212,20 @@ async def update_task(
         }
         if not diff:
             return task
+        work = UnitOfWork(user_id)
         updates = {field: changes[field] for field in diff}
         if "completed" in diff:
-            updates["completed_at"] = now if updates["completed"] else None
+            updates["completed_at"] = work.at if updates["completed"] else None
             action = HistoryAction.completed if updates["completed"] else HistoryAction.reopened
         else:
             action = HistoryAction.updated
-        changed = task.model_copy(update=updates | {"updated_at": now, "version": task.version + 1})
-        written = entry(user_id, task_id, changed.title, action, diff, now)
-        row = changed.model_dump(exclude={"id", "created_at"})
+        updates |= {"updated_at": work.at, "version": task.version + 1}
+        changed = task.model_copy(update=updates)
+        work.execute(_UPDATE, _at_version(user_id, task, updates), guarded=True)
+        work.record(task_id, changed.title, action, diff)
+        work.changed("task", task_id, version=changed.version)
         async with _category_refusal_as_422(session):
-            await _commit(session, _UPDATE, _at_version(user_id, task, row), [written])
+            await work.commit(session)
         return changed
 
     return await write_once_current(
@@ -247,29 +244,6 @@ def _at_version(
     return {OWNER: user_id, ROW_ID: read.id, _READ_VERSION: read.version, **(values or {})}
 
 
-async def _commit(
-    session: AsyncSession,
-    statement: Insert | Update | Delete,
-    params: dict[str, Any],
-    entries: list[dict[str, Any]],
-) -> None:
-    """A task's write (`statement` with `params`), its history entries and the `COMMIT`, in
-    one call into the sync session: each `AsyncSession` call runs in a greenlet of its own,
-    and each new greenlet costs system calls (`db.end_session`). An `UPDATE` or `DELETE`
-    that touches no row, its task no longer at the version read (`_at_version`), raises
-    `StaleDataError` for `write_once_current`, and nothing is committed. (An `INSERT`
-    writes its row or raises; its row count reads -1 on psycopg, so only 0 means stale.)"""
-
-    def commit(sync_session: Session) -> None:
-        connection = sync_session.connection()
-        if connection.execute(statement, params).rowcount == 0:
-            raise StaleDataError("the task is no longer at the version it was read at")
-        insert_entries(sync_session, entries)
-        sync_session.commit()
-
-    await session.run_sync(commit)
-
-
 async def delete_task(
     session: AsyncSession,
     *,
@@ -281,8 +255,11 @@ async def delete_task(
         task = precondition.check(
             await get_task(session, user_id=user_id, task_id=task_id, for_update=True)
         )
-        gone = entry(user_id, task_id, task.title, HistoryAction.deleted, snapshot(task), utcnow())
-        await _commit(session, _DELETE, _at_version(user_id, task), [gone])
+        work = UnitOfWork(user_id)
+        work.execute(_DELETE, _at_version(user_id, task), guarded=True)
+        work.record(task_id, task.title, HistoryAction.deleted, snapshot(task))
+        work.changed("task", task_id, version=task.version, deleted=True)
+        await work.commit(session)
 
     await write_once_current(
         session,
@@ -292,25 +269,23 @@ async def delete_task(
     )
 
 
-async def uncategorize_tasks(
-    session: AsyncSession, *, user_id: str, category_id: UUID, at: datetime
-) -> None:
-    """Detach a category's tasks, with an entry each; the caller commits."""
-    detached = await session.exec(
-        update(Task)
-        .where(col(Task.user_id) == user_id, col(Task.category_id) == category_id)
-        .values(category_id=None, updated_at=at, version=col(Task.version) + 1)
-        .returning(col(Task.id), col(Task.title))
-        .execution_options(synchronize_session=False)
-    )
+_UNCATEGORIZE = (
+    update(_TABLE)
+    .where(owned_by(_TABLE.c.user_id), _TABLE.c.category_id == bindparam("detached"))
+    .values(category_id=None, updated_at=bindparam("at"), version=_TABLE.c.version + 1)
+    .returning(_TABLE.c.id, _TABLE.c.title, _TABLE.c.version)
+)
+
+
+async def uncategorize_tasks(session: AsyncSession, *, work: UnitOfWork, category_id: UUID) -> None:
+    """Detach a category's tasks now, in the transaction of `work`, which gets a history
+    and a feed entry for each of them."""
+    params = {OWNER: work.user_id, "detached": category_id, "at": work.at}
+    _, detached = await read_rows(session, _UNCATEGORIZE, params)
     change = {"category_id": {"from": str(category_id), "to": None}}
-    await record_changes(
-        session,
-        [
-            entry(user_id, task_id, title, HistoryAction.updated, change, at)
-            for task_id, title in detached.all()
-        ],
-    )
+    for task_id, title, version in detached:
+        work.record(task_id, title, HistoryAction.updated, change)
+        work.changed("task", task_id, version=version)
 
 
 def snapshot(task: Task | TaskPublic) -> dict[str, Any]:

@@ -1,0 +1,76 @@
+"""The one way a write reaches the database: its statements, its history entries and its
+change-feed entries, committed together or not at all.
+
+A service reads what it changes (locked, `FOR UPDATE` on PostgreSQL), then collects the
+write in a `UnitOfWork`: each statement with its parameters (`execute`), what happened
+to each task (`record`, the history) and which entities changed (`changed`, the feed).
+`commit` runs all of it and the `COMMIT` in one call into the sync session: each
+`AsyncSession` call runs in a greenlet of its own, and each greenlet costs system calls
+(optimisation 4 in specs/performance.md). A later feature adds its statements here (tag
+links, an outbox row) and they land with the rest.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Executable
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.changes.service import append_changes
+from backend.db import utcnow
+from backend.fields import ChangeEntity, ChangeOp, HistoryAction
+from backend.history.service import entry, insert_entries
+
+
+@dataclass(slots=True)
+class _Statement:
+    statement: Executable
+    params: dict[str, Any]
+    guarded: bool
+
+
+@dataclass(slots=True)
+class UnitOfWork:
+    """One write of `user_id`'s data, stamped `at`."""
+
+    user_id: str
+    at: datetime = field(default_factory=lambda: utcnow())  # looked up when called
+    _statements: list[_Statement] = field(default_factory=list)
+    _entries: list[dict[str, Any]] = field(default_factory=list)
+    _changes: dict[tuple[ChangeEntity, UUID], tuple[ChangeOp, int]] = field(default_factory=dict)
+
+    def execute(self, statement: Executable, params: dict[str, Any], *, guarded: bool) -> None:
+        """Run `statement` with `params` at the commit. A `guarded` one is an `UPDATE` or
+        `DELETE ... WHERE version = :read`: if it touches no row, its row moved since it was
+        read, and the commit raises `StaleDataError` (for `write_once_current`) instead."""
+        self._statements.append(_Statement(statement, params, guarded))
+
+    def record(
+        self, task_id: UUID, title: str, action: HistoryAction, changes: dict[str, Any]
+    ) -> None:
+        """A history entry of the task `task_id`."""
+        self._entries.append(entry(self.user_id, task_id, title, action, changes, self.at))
+
+    def changed(
+        self, entity: ChangeEntity, entity_id: UUID, *, version: int, deleted: bool = False
+    ) -> None:
+        """The change feed learns that `entity_id` is now at `version` (or gone)."""
+        self._changes[(entity, entity_id)] = ("delete" if deleted else "upsert", version)
+
+    async def commit(self, session: AsyncSession) -> None:
+        """Everything collected, then `COMMIT`, in one call into the sync session."""
+        await session.run_sync(self._commit)
+
+    def _commit(self, sync_session: Session) -> None:
+        connection = sync_session.connection()
+        for each in self._statements:
+            # An INSERT's row count reads -1 on psycopg: only a guarded 0 means stale.
+            if connection.execute(each.statement, each.params).rowcount == 0 and each.guarded:
+                raise StaleDataError("the row is no longer at the version it was read at")
+        insert_entries(connection, self._entries)
+        append_changes(connection, self.user_id, self._changes, self.at)
+        sync_session.commit()
