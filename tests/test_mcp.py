@@ -270,3 +270,24 @@ def test_change_through_mcp_is_visible_through_rest_with_its_history(
     newest = entries.json()["items"][0]
     assert newest["action"] == "completed"
     assert newest["changes"]["completed"] == {"from": False, "to": True}
+
+
+def test_list_changes_syncs_what_changed_since_its_token(mcp_as: McpAs) -> None:
+    alice = mcp_as("alice")
+    kept = structured(alice("add_task", title="Kept"))
+    gone = structured(alice("add_task", title="Gone"))
+    start = structured(alice("list_changes"))
+    structured(alice("delete_task", task_id=gone["id"]))
+
+    since = structured(alice("list_changes", since=start["next_since"], limit=10))
+
+    assert [(c["id"], c["op"]) for c in start["changes"]] == [
+        (kept["id"], "upsert"),
+        (gone["id"], "upsert"),
+    ]
+    assert start["changes"][0]["data"] == kept
+    assert [(c["id"], c["op"], c["data"]) for c in since["changes"]] == [
+        (gone["id"], "delete", None)
+    ]
+    assert since["has_more"] is False
+    tool_error(alice("list_changes", since="tampered"), "validation_error")
