@@ -197,7 +197,7 @@ def test_list_changes_with_a_token_older_than_the_feed_keeps_is_410(
 
 @pytest.mark.parametrize("limit", [0, 501, "many"])
 def test_list_changes_with_a_limit_out_of_range_is_422(
-    client: TestClient, auth: AuthFactory, limit: object
+    client: TestClient, auth: AuthFactory, limit: int | str
 ) -> None:
     response = client.get(CHANGES, params={"limit": limit}, headers=auth())
 
@@ -219,7 +219,7 @@ def test_prune_forgets_old_deletions_and_expired_keys_only(
     long_ago = utcnow() - timedelta(days=32)
     db.exec(
         update(Change).where(col(Change.entity_id) == UUID(old["id"])).values(changed_at=long_ago)
-    )  # type: ignore[call-overload]
+    )
     for key, expires_at in (("spent", long_ago), ("fresh", utcnow() + timedelta(hours=1))):
         db.add(
             IdempotencyRecord(

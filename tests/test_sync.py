@@ -42,12 +42,16 @@ class Writer:
         api, rng = f"/api/{USER}", self.rng
         choice = rng.random()
         if task is None or choice < 0.2:
-            body = {"title": f"w{self.seed}-{number}", "priority": rng.choice(["low", "high"])}
+            body: dict[str, str | None] = {"title": f"w{self.seed}-{number}"}
             if category is not None and rng.random() < 0.5:
                 body["category_id"] = category
             return self.client.post(f"{api}/tasks", json=body, headers=self.headers)
         if choice < 0.45:
-            body = {"title": f"t{self.seed}-{number}", "category_id": category}
+            body = {
+                "title": f"t{self.seed}-{number}",
+                "category_id": category,
+                "priority": rng.choice(["none", "low", "high"]),
+            }
             return self.client.patch(f"{api}/tasks/{task}", json=body, headers=self.headers)
         if choice < 0.6:
             end = rng.choice(["complete", "incomplete"])
