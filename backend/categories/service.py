@@ -4,16 +4,15 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import TypeAdapter
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 from uuid6 import uuid7
 
 from backend.conditions import UNCONDITIONAL, Precondition, write_once_current
-from backend.db import read_rows
 from backend.errors import Conflict, NotFound
 from backend.models import Category, CategoryCreate, CategoryPublic, PageQuery
-from backend.owned import OWNER, ROW_ID, owned_by
+from backend.owned import OwnedTable, owned_by
 from backend.pagination import Keyset, PageRequest, Record, fetch_page
 from backend.tasks.service import uncategorize_tasks
 from backend.unit_of_work import UnitOfWork
@@ -31,29 +30,17 @@ def name_key(name: str) -> str:
 
 
 _TABLE = Category.__table__  # type: ignore[attr-defined]
-_READ = select(_TABLE).where(owned_by(_TABLE.c.user_id), _TABLE.c.id == bindparam(ROW_ID))
-_LOCKED = _READ.with_for_update()
-_INSERT = insert(_TABLE)
-_READ_VERSION = "read_version"
-_AT_VERSION = (
-    owned_by(_TABLE.c.user_id),
-    _TABLE.c.id == bindparam(ROW_ID),
-    _TABLE.c.version == bindparam(_READ_VERSION),
-)
-_UPDATE = update(_TABLE).where(*_AT_VERSION)
-_DELETE = delete(_TABLE).where(*_AT_VERSION)
+_ROWS = OwnedTable(Category)
 
 
 async def get_category(
     session: AsyncSession, *, user_id: str, category_id: UUID, for_update: bool = False
 ) -> CategoryPublic:
     """The caller's category; `for_update` locks its row until the commit (PostgreSQL)."""
-    names, rows = await read_rows(
-        session, _LOCKED if for_update else _READ, {OWNER: user_id, ROW_ID: category_id}
-    )
-    if not rows:
+    row = await _ROWS.get(session, owner=user_id, row_id=category_id, for_update=for_update)
+    if row is None:
         raise NotFound
-    return CategoryPublic.model_validate(dict(zip(names, rows[0], strict=True)))
+    return CategoryPublic.model_validate(row)
 
 
 _LISTED = select(_TABLE).where(owned_by(_TABLE.c.user_id))
@@ -82,7 +69,7 @@ async def create_category(
         "version": 1,
     }
     category = CategoryPublic.model_validate(row)
-    work.execute(_INSERT, row, guarded=False)
+    work.execute(_ROWS.insert, row, guarded=False)
     work.changed("category", category.id, version=category.version)
     await _commit(session, work)
     return category
@@ -111,7 +98,8 @@ async def update_category(
         updates |= {"updated_at": work.at, "version": category.version + 1}
         changed = category.model_copy(update=updates)
         values = updates | {"name_key": name_key(changed.name)}
-        work.execute(_UPDATE, _at_version(user_id, category, values), guarded=True)
+        params = _ROWS.params(user_id, category_id, read_version=category.version, values=values)
+        work.execute(_ROWS.update, params, guarded=True)
         work.changed("category", category_id, version=changed.version)
         await _commit(session, work)
         return changed
@@ -139,7 +127,8 @@ async def delete_category(
         )
         work = UnitOfWork(user_id)
         await uncategorize_tasks(session, work=work, category_id=category_id)
-        work.execute(_DELETE, _at_version(user_id, category), guarded=True)
+        params = _ROWS.params(user_id, category_id, read_version=category.version)
+        work.execute(_ROWS.delete, params, guarded=True)
         work.changed("category", category_id, version=category.version, deleted=True)
         await work.commit(session)
 
@@ -149,12 +138,6 @@ async def delete_category(
         precondition=precondition,
         reread=lambda: get_category(session, user_id=user_id, category_id=category_id),
     )
-
-
-def _at_version(
-    user_id: str, read: CategoryPublic, values: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    return {OWNER: user_id, ROW_ID: read.id, _READ_VERSION: read.version, **(values or {})}
 
 
 async def _commit(session: AsyncSession, work: UnitOfWork) -> None:

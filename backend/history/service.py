@@ -14,8 +14,8 @@ from uuid6 import uuid7
 
 from backend.errors import NotFound
 from backend.fields import HistoryAction
-from backend.models import HistoryFilters, PageQuery, TaskHistory
-from backend.owned import OWNER, ById, owned_by
+from backend.models import HistoryFilters, HistoryPublic, PageQuery, TaskHistory
+from backend.owned import OWNER, OwnedTable, owned_by
 from backend.pagination import Keyset, PageRequest, Record, fetch_page
 
 NEWEST_FIRST = Keyset(
@@ -75,7 +75,7 @@ def _listing(filters: frozenset[str]) -> SelectOfScalar[TaskHistory]:
 
 _FILTER_NAMES = set(HistoryFilters.model_fields)
 """What `filters` holds to filter by (a list's query model holds its page too)."""
-_BY_ID = ById(TaskHistory)
+_ROWS = OwnedTable(TaskHistory)
 
 
 async def list_history(
@@ -117,8 +117,10 @@ async def list_task_history(
     )
 
 
-async def get_history_entry(session: AsyncSession, *, user_id: str, entry_id: UUID) -> TaskHistory:
-    entry = await _BY_ID.get(session, owner=user_id, row_id=entry_id)
-    if entry is None:
+async def get_history_entry(
+    session: AsyncSession, *, user_id: str, entry_id: UUID
+) -> HistoryPublic:
+    row = await _ROWS.get(session, owner=user_id, row_id=entry_id)
+    if row is None:
         raise NotFound
-    return entry
+    return HistoryPublic.model_validate(row)

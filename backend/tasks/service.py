@@ -12,8 +12,6 @@ from sqlalchemy import (
     Select,
     TableClause,
     bindparam,
-    delete,
-    insert,
     or_,
     update,
 )
@@ -37,7 +35,7 @@ from backend.models import (
     TaskPublic,
     TaskSort,
 )
-from backend.owned import OWNER, ROW_ID, owned_by
+from backend.owned import OWNER, ROW_ID, OwnedTable, owned_by
 from backend.pagination import Keyset, PageRequest, Record, fetch_page
 from backend.unit_of_work import UnitOfWork
 
@@ -100,32 +98,17 @@ SEARCHED = _Listings(TASK_SEARCH)
 security (`backend.models.TASK_SEARCH`); every other list reads the table."""
 SORTS = TASKS.sorts
 
-_READ = TASKS.statement(frozenset()).where(_TABLE.c.id == bindparam(ROW_ID))
-"""One of the caller's tasks by id: the columns a list shows, owned by the caller."""
-_LOCKED = _READ.with_for_update()
-_INSERT = insert(_TABLE)
-_READ_VERSION = "read_version"
-_AT_VERSION = (
-    owned_by(_TABLE.c.user_id),
-    _TABLE.c.id == bindparam(ROW_ID),
-    _TABLE.c.version == bindparam(_READ_VERSION),
-)
-_UPDATE = update(_TABLE).where(*_AT_VERSION)
-"""Its `SET` is the parameters named after columns: the task's new values."""
-_DELETE = delete(_TABLE).where(*_AT_VERSION)
+_ROWS = OwnedTable(Task)
 
 
 async def get_task(
     session: AsyncSession, *, user_id: str, task_id: UUID, for_update: bool = False
 ) -> TaskPublic:
-    """The caller's task, read as a plain row (no `Task` entity: tasks are written by plain
-    statements too); `for_update` locks it until the commit (PostgreSQL)."""
-    names, rows = await read_rows(
-        session, _LOCKED if for_update else _READ, {OWNER: user_id, ROW_ID: task_id}
-    )
-    if not rows:
+    """The caller's task; `for_update` locks it until the commit (PostgreSQL)."""
+    row = await _ROWS.get(session, owner=user_id, row_id=task_id, for_update=for_update)
+    if row is None:
         raise NotFound
-    return TaskPublic.model_validate(dict(zip(names, rows[0], strict=True)))
+    return TaskPublic.model_validate(row)
 
 
 async def list_tasks(
@@ -178,7 +161,7 @@ async def create_task(session: AsyncSession, *, user_id: str, task_in: TaskCreat
         "version": 1,
     }
     task = TaskPublic.model_validate(row)
-    work.execute(_INSERT, row, guarded=False)
+    work.execute(_ROWS.insert, row, guarded=False)
     work.record(task.id, task.title, HistoryAction.created, snapshot(task))
     work.changed("task", task.id, version=task.version)
     async with _category_refusal_as_422(session):
@@ -197,7 +180,7 @@ async def update_task(
     """Apply `changes` (field: new value); a change that changes nothing writes nothing.
 
     The row is read locked (`FOR UPDATE` on PostgreSQL) and written back guarded by the
-    version read (`_at_version`), with its history and feed entries."""
+    version read, with its history and feed entries."""
 
     async def write() -> TaskPublic:
         task = precondition.check(
@@ -221,7 +204,8 @@ async def update_task(
             action = HistoryAction.updated
         updates |= {"updated_at": work.at, "version": task.version + 1}
         changed = task.model_copy(update=updates)
-        work.execute(_UPDATE, _at_version(user_id, task, updates), guarded=True)
+        params = _ROWS.params(user_id, task_id, read_version=task.version, values=updates)
+        work.execute(_ROWS.update, params, guarded=True)
         work.record(task_id, changed.title, action, diff)
         work.changed("task", task_id, version=changed.version)
         async with _category_refusal_as_422(session):
@@ -236,14 +220,6 @@ async def update_task(
     )
 
 
-def _at_version(
-    user_id: str, read: TaskPublic, values: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """The parameters of `_UPDATE` or `_DELETE` on the task `read`: they match its row only
-    while it is still that version (the row lock makes a miss SQLite's case only)."""
-    return {OWNER: user_id, ROW_ID: read.id, _READ_VERSION: read.version, **(values or {})}
-
-
 async def delete_task(
     session: AsyncSession,
     *,
@@ -256,7 +232,8 @@ async def delete_task(
             await get_task(session, user_id=user_id, task_id=task_id, for_update=True)
         )
         work = UnitOfWork(user_id)
-        work.execute(_DELETE, _at_version(user_id, task), guarded=True)
+        params = _ROWS.params(user_id, task_id, read_version=task.version)
+        work.execute(_ROWS.delete, params, guarded=True)
         work.record(task_id, task.title, HistoryAction.deleted, snapshot(task))
         work.changed("task", task_id, version=task.version, deleted=True)
         await work.commit(session)

@@ -28,9 +28,9 @@ async def create_token(
     response: Response,
 ) -> TokenCreated:
     """A new personal access token; `token` is shown here once and never again."""
-    token, secret = await service.create_token(session, user_id=user_id, token_in=token_in)
+    token = await service.create_token(session, user_id=user_id, token_in=token_in)
     response.headers["Location"] = location(request, user_id, "tokens", token.id)
-    return TokenCreated(**dict(TokenPublic.model_validate(token)), token=secret)
+    return token
 
 
 @router.delete("/{token_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -9,14 +9,16 @@ from pydantic import AwareDatetime, TypeAdapter
 from sqlalchemy import bindparam, func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from uuid6 import uuid7
 
 from backend.auth import Claims, Scope
 from backend.db import scope_to, utcnow
 from backend.errors import Conflict, InvalidInput, InvalidToken, NotFound
 from backend.fields import TokenScope
-from backend.models import PageQuery, PersonalToken, TokenCreate
-from backend.owned import OWNER, ROW_ID, ById, owned_by
+from backend.models import PageQuery, PersonalToken, TokenCreate, TokenCreated
+from backend.owned import OWNER, ROW_ID, OwnedTable, owned_by
 from backend.pagination import Keyset, PageRequest, Record, fetch_page
+from backend.unit_of_work import UnitOfWork
 
 PAT_PREFIX = "todo_pat_"
 HINT_LENGTH = len(PAT_PREFIX) + 4
@@ -46,7 +48,7 @@ _LISTED = select(PersonalToken).where(owned_by(PersonalToken.user_id))
 """The caller's tokens; the owner is bound per request."""
 
 
-_BY_ID = ById(PersonalToken)
+_ROWS = OwnedTable(PersonalToken)
 
 
 async def list_tokens(
@@ -59,36 +61,36 @@ async def list_tokens(
 
 async def create_token(
     session: AsyncSession, *, user_id: str, token_in: TokenCreate
-) -> tuple[PersonalToken, str]:
-    """The new token's row and its secret, which is not stored and cannot be shown again."""
-    now = utcnow()
-    if token_in.expires_at is not None and token_in.expires_at <= now:
+) -> TokenCreated:
+    """The new token with its secret, which is not stored and cannot be shown again."""
+    work = UnitOfWork(user_id)
+    if token_in.expires_at is not None and token_in.expires_at <= work.at:
         raise InvalidInput(("body", "expires_at"), "Must be in the future.", "expires_in_past")
     count = select(func.count()).where(PersonalToken.user_id == user_id)
     if (await session.exec(count)).one() >= MAX_TOKENS_PER_USER:
         raise Conflict(f"At most {MAX_TOKENS_PER_USER} personal access tokens per user.")
     secret = PAT_PREFIX + secrets.token_urlsafe(32)
-    token = PersonalToken.model_validate(
-        token_in,
-        update={
-            "user_id": user_id,
-            "token_hash": _digest(secret),
-            "hint": secret[:HINT_LENGTH],
-            "created_at": now,
-        },
-    )
-    session.add(token)
-    await session.commit()
-    return token, secret
+    row = {
+        "user_id": user_id,
+        "id": uuid7(),
+        **dict(token_in),
+        "token_hash": _digest(secret),
+        "hint": secret[:HINT_LENGTH],
+        "created_at": work.at,
+        "last_used_at": None,
+    }
+    work.execute(_ROWS.insert, row, guarded=False)
+    await work.commit(session)
+    return TokenCreated.model_validate(row | {"token": secret})
 
 
 async def delete_token(session: AsyncSession, *, user_id: str, token_id: UUID) -> None:
     """Revoke at once: the next request with that token is refused."""
-    token = await _BY_ID.get(session, owner=user_id, row_id=token_id)
-    if token is None:
+    if await _ROWS.get(session, owner=user_id, row_id=token_id, for_update=True) is None:
         raise NotFound
-    await session.delete(token)
-    await session.commit()
+    work = UnitOfWork(user_id)
+    work.execute(_ROWS.delete, _ROWS.params(user_id, token_id), guarded=True)
+    await work.commit(session)
 
 
 _BY_DIGEST = select(PersonalToken).where(col(PersonalToken.token_hash) == bindparam("digest"))
