@@ -16,7 +16,7 @@ from backend.config import Settings, get_settings
 from backend.deps import require_owner
 from backend.errors import install_error_handlers
 from backend.history.routes import router as history_router
-from backend.idempotency.guard import RecordIdempotentResponses, Replay, replay
+from backend.idempotency.guard import CommitWithAnswer, Replay, replay
 from backend.mcp.server import mcp_sessions, mount_mcp
 from backend.middleware import (
     CORS,
@@ -116,8 +116,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_exception_handler(Replay, replay)
-    app.add_middleware(SessionPerRequest)  # innermost: the session ends before the rest
-    app.add_middleware(RecordIdempotentResponses)
+    app.add_middleware(CommitWithAnswer)  # innermost: commits a write with its answer
+    app.add_middleware(SessionPerRequest)  # then the session ends, before the rest
     app.add_middleware(LimitBody, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(Deadline, seconds=settings.request_deadline_seconds)
     if app.state.rate_limiter is not None:

@@ -25,6 +25,10 @@ from backend.db import utcnow
 from backend.fields import ChangeEntity, ChangeOp, HistoryAction
 from backend.history.service import entry, insert_entries
 
+DEFERRED = "unit_of_work.deferred"
+"""Key in `Session.info`: the request commits this session's write itself, with the
+answer it stores for its `Idempotency-Key` (`idempotency.guard.CommitWithAnswer`)."""
+
 
 @dataclass(slots=True)
 class _Statement:
@@ -62,7 +66,8 @@ class UnitOfWork:
         self._changes[(entity, entity_id)] = ("delete" if deleted else "upsert", version)
 
     async def commit(self, session: AsyncSession) -> None:
-        """Everything collected, then `COMMIT`, in one call into the sync session."""
+        """Everything collected, then `COMMIT`, in one call into the sync session; without
+        the `COMMIT` where the request commits the write with its answer (`DEFERRED`)."""
         await session.run_sync(self._commit)
 
     def _commit(self, sync_session: Session) -> None:
@@ -73,4 +78,5 @@ class UnitOfWork:
                 raise StaleDataError("the row is no longer at the version it was read at")
         insert_entries(connection, self._entries)
         append_changes(connection, self.user_id, self._changes, self.at)
-        sync_session.commit()
+        if DEFERRED not in sync_session.info:
+            sync_session.commit()

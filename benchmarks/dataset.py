@@ -47,10 +47,11 @@ def refresh(dataset: Dataset, size: int) -> None:
             )
     asyncio.run(_seed(dataset.admin_dsn, size))
     with psycopg.connect(dataset.admin_dsn, autocommit=True) as connection:
-        connection.execute("VACUUM ANALYZE tasks, task_history")
+        connection.execute("VACUUM ANALYZE tasks, task_history, changes")
 
 
 OWNED_TABLES = (
+    ("changes", "user_id"),
     ("idempotency_keys", "user_id"),
     ("personal_tokens", "user_id"),
     ("task_history", "user_id"),
@@ -150,6 +151,7 @@ class UserData:
     task_ids: list[UUID]
     category_id: UUID
     middle: tuple[datetime, UUID]  # (created_at, id) of the row in the middle
+    change_seq: int  # the user's last change-feed number
 
 
 def user_data(dsn: str, size: int, *, sample: int = 2_000) -> UserData:
@@ -178,14 +180,18 @@ def user_data(dsn: str, size: int, *, sample: int = 2_000) -> UserData:
             " ORDER BY created_at DESC, id DESC OFFSET %s LIMIT 1",
             (user_id, size // 2),
         ).fetchone()
+        head = connection.execute("SELECT change_seq FROM users WHERE id = %s", (user_id,))
+        change_seq = head.fetchone()
     assert category is not None
     assert middle is not None
+    assert change_seq is not None
     return UserData(
         user_id=user_id,
         open_task_ids=open_ids,
         task_ids=ids,
         category_id=category[0],
         middle=(middle[0], middle[1]),
+        change_seq=change_seq[0],
     )
 
 

@@ -1,5 +1,6 @@
 """What each benchmark scenario asks: a list of requests that wrk cycles through."""
 
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from itertools import cycle, islice
@@ -35,6 +36,12 @@ def middle_cursor(user: UserData, signer: CursorSigner) -> str:
     return signer.encode(user.user_id, "tasks:-created_at", position)
 
 
+def changes_path(user: UserData, signer: CursorSigner) -> str:
+    """A page of 100 changes from the middle of the user's feed (a token issued now)."""
+    token = signer.encode(user.user_id, "changes", [user.change_seq // 2, 0, int(time.time())])
+    return f"/api/{user.user_id}/changes?{urlencode({'limit': 100, 'since': token})}"
+
+
 def throughput(user: UserData, signer: CursorSigner) -> list[Scenario]:
     """The endpoints of the throughput table, for one user."""
     base = f"/api/{user.user_id}"
@@ -66,6 +73,7 @@ def throughput(user: UserData, signer: CursorSigner) -> list[Scenario]:
         Scenario("search q", [("GET", list_path(user, q="invoice"), "")]),
         Scenario("get one", gets),
         Scenario("history page", [("GET", f"{base}/history?limit={LIMIT}", "")]),
+        Scenario("changes", [("GET", changes_path(user, signer), "")]),
         Scenario("weekly stats", [("GET", f"{base}/stats/weekly", "")]),
         Scenario("create", creates, writes=True),
         Scenario("update (PATCH)", renames, writes=True),

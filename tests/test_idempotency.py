@@ -1,8 +1,6 @@
 """Idempotency-Key on writes: one effect per key and user, the first response replayed."""
 
 import asyncio
-import hashlib
-import time
 from datetime import UTC, datetime, timedelta
 
 import httpx2
@@ -12,7 +10,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from backend.idempotency import service
 from backend.models import IdempotencyRecord, PersonalToken, Task, TaskHistory
 from tests.conftest import AuthFactory, Headers, assert_problem
 
@@ -193,36 +190,6 @@ def test_create_task_with_expired_key_creates_again(
     [record] = records(db)
     assert record.body == response.text
     assert record.expires_at > datetime.now(UTC) + timedelta(hours=23)
-
-
-def test_create_task_while_first_is_in_flight_is_409(
-    client: TestClient, auth: AuthFactory, db: Session, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(service, "WAIT_FOR_FIRST_SECONDS", 0.2)
-    content = b'{"title":"Pay rent"}'
-    fingerprint = hashlib.sha256(b"\0".join((b"POST", TASKS.encode(), content))).hexdigest()
-    assert client.get(TASKS, headers=auth("alice")).status_code == 200  # alice exists
-    now = datetime.now(UTC)
-    db.add(
-        IdempotencyRecord(
-            user_id="alice",
-            key="rent-1",
-            fingerprint=fingerprint,
-            created_at=now,
-            expires_at=now + timedelta(hours=1),
-        )
-    )
-    db.commit()
-    started = time.monotonic()
-
-    response = client.post(
-        TASKS, content=content, headers=keyed(auth, "rent-1") | {"Content-Type": "application/json"}
-    )
-
-    assert_problem(response, 409, "conflict")
-    assert 0.2 <= time.monotonic() - started < 3
-    assert tasks(db) == []
-    assert [record.status_code for record in records(db)] == [None]
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
-"""Idempotency-Key and the request deadline: a request cut off at any point is settled, and
-its retry never writes a second time (SECURITY-CASES #33, #35); a settle the database
-fails leaves the answer and the logs whole (#39)."""
+"""Idempotency-Key and the request deadline: a request cut off at any point either
+committed its write with its answer, which a retry gets, or wrote nothing, and a retry
+writes once (SECURITY-CASES #33, #35); an answer the database fails to store fails the
+write with it, and the log names the error's type only (#39)."""
 
 import asyncio
 import logging
@@ -13,10 +14,10 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
 from backend.config import Settings
+from backend.idempotency import guard
 from backend.idempotency import service as idempotency
 from backend.main import create_app
 from backend.models import IdempotencyRecord, Task
-from backend.unit_of_work import UnitOfWork
 from tests.conftest import AuthFactory, assert_problem
 
 TASKS = "/api/alice/tasks"
@@ -52,30 +53,31 @@ def _stored(db: Session) -> tuple[list[Task], list[IdempotencyRecord]]:
     return list(db.exec(select(Task)).all()), list(db.exec(select(IdempotencyRecord)).all())
 
 
-def test_create_task_cut_off_after_its_commit_is_not_written_again(
+def test_create_task_cut_off_after_its_commit_is_replayed_on_retry(
     hurried: TestClient, auth: AuthFactory, db: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     headers = auth("alice") | {"Idempotency-Key": "rent-1"}
-    monkeypatch.setattr(UnitOfWork, "commit", _slowed(UnitOfWork.commit, before=False))
+    slowed = _slowed(guard._commit_with_answer, before=False)
+    monkeypatch.setattr(guard, "_commit_with_answer", slowed)
     first = hurried.post(TASKS, json=BODY, headers=headers)
     monkeypatch.undo()
 
     retry = hurried.post(TASKS, json=BODY, headers=headers)
 
     assert_problem(first, 503, "timeout")
-    body = assert_problem(retry, 409, "conflict")
-    assert "may have been stored" in body["detail"]
+    assert retry.status_code == 201, retry.text
     assert retry.headers["idempotent-replayed"] == "true"
     stored, keys = _stored(db)
-    assert [task.title for task in stored] == ["Pay rent"]
-    assert [key.status_code for key in keys] == [409]
+    assert [str(task.id) for task in stored] == [retry.json()["id"]]
+    assert [key.status_code for key in keys] == [201]
 
 
 def test_create_task_cut_off_before_its_commit_runs_again_on_retry(
     hurried: TestClient, auth: AuthFactory, db: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     headers = auth("alice") | {"Idempotency-Key": "rent-1"}
-    monkeypatch.setattr(UnitOfWork, "commit", _slowed(UnitOfWork.commit, before=True))
+    slowed = _slowed(guard._commit_with_answer, before=True)
+    monkeypatch.setattr(guard, "_commit_with_answer", slowed)
     first = hurried.post(TASKS, json=BODY, headers=headers)
     monkeypatch.undo()
 
@@ -89,50 +91,35 @@ def test_create_task_cut_off_before_its_commit_runs_again_on_retry(
     assert [key.status_code for key in keys] == [201]
 
 
-def test_create_task_cut_off_while_its_answer_is_recorded_is_replayed(
-    hurried: TestClient, auth: AuthFactory, db: Session, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    headers = auth("alice") | {"Idempotency-Key": "rent-1"}
-    monkeypatch.setattr(
-        idempotency, "record_response", _slowed(idempotency.record_response, before=True)
-    )
-    first = hurried.post(TASKS, json=BODY, headers=headers)
-    monkeypatch.undo()
-
-    retry = hurried.post(TASKS, json=BODY, headers=headers)
-
-    assert_problem(first, 503, "timeout")
-    assert retry.status_code == 201, retry.text
-    assert retry.headers["idempotent-replayed"] == "true"
-    stored, keys = _stored(db)
-    assert [str(task.id) for task in stored] == [retry.json()["id"]]
-    assert [key.status_code for key in keys] == [201]
-
-
-def test_create_task_whose_settle_the_database_fails_still_answers_and_logs_no_sql(
+def test_create_task_whose_answer_the_database_fails_to_store_is_503_and_not_written(
     client: TestClient,
     auth: AuthFactory,
     db: Session,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def failing(*_args: Any, **_kwargs: Any) -> None:
+    def failing(*_args: Any, **_kwargs: Any) -> None:
         raise OperationalError(
-            "UPDATE idempotency_keys SET body=...", {"body": "secret"}, OSError()
+            "INSERT INTO idempotency_keys ... body=...", {"body": "secret"}, OSError()
         )
 
-    monkeypatch.setattr(idempotency, "record_response", failing)
+    monkeypatch.setattr(idempotency, "store_answer", failing)
     headers = auth("alice") | {"Idempotency-Key": "rent-1"}
 
     with caplog.at_level(logging.WARNING):
         response = client.post(TASKS, json=BODY, headers=headers)
+    monkeypatch.undo()
+    retry = client.post(TASKS, json=BODY, headers=headers)
 
-    assert response.status_code == 201, response.text
+    assert_problem(response, 503, "db_unavailable")
+    assert retry.status_code == 201, retry.text
+    assert "idempotent-replayed" not in retry.headers
     stored, keys = _stored(db)
-    assert [str(task.id) for task in stored] == [response.json()["id"]]
-    assert [key.status_code for key in keys] == [None]  # claimed until it expires
-    settles = [r for r in caplog.records if "Idempotency-Key" in r.getMessage()]
-    assert [r.getMessage() for r in settles] == [
-        "could not settle an Idempotency-Key claim: OperationalError"
+    assert [str(task.id) for task in stored] == [retry.json()["id"]]
+    assert [key.status_code for key in keys] == [201]
+    failures = [r for r in caplog.records if "OperationalError" in r.getMessage()]
+    assert [r.getMessage() for r in failures] == [
+        "database error answered db_unavailable: OperationalError"
     ]
-    assert all(r.exc_info is None for r in settles)
+    assert all(r.exc_info is None for r in failures)
+    assert "secret" not in caplog.text

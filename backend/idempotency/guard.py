@@ -1,57 +1,56 @@
-"""`Idempotency-Key` on writes: a dependency claims the key after authentication, a
-middleware records the response before it is sent, a retry gets that response again."""
+"""`Idempotency-Key` on writes: the answer commits with the write, so a retry after a
+failure at any point either gets the first answer or writes exactly once.
 
-import asyncio
+The dependency (`Idempotent`) replays the stored answer of a key whose write committed,
+and otherwise tells the request's unit of work not to commit (`unit_of_work.DEFERRED`).
+The middleware (`CommitWithAnswer`) holds the route's answer and, if it is a success,
+stores it and commits it with the write in one transaction, then sends it. A request
+with the same key that committed first makes that store fail on the key: the write rolls
+back and the first answer is replayed. Nothing is claimed ahead of the write, so nothing
+is left claimed by a request that died: before its `COMMIT` it wrote nothing and stored
+nothing; after it, the answer is there.
+"""
+
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi.responses import Response
-from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backend.db import ScopedSession, finished_within, scope_to
+from backend.db import utcnow
 from backend.deps import caller, get_session
-from backend.errors import DATABASE_ERRORS, PROBLEM_JSON, Conflict, problem_body
+from backend.errors import DATABASE_ERRORS, Conflict, InvalidInput, database_error
 from backend.idempotency import service
+from backend.middleware import SESSION, SessionSlot
+from backend.models import IdempotencyRecord
+from backend.unit_of_work import DEFERRED
 
-SCOPE_KEY = "todo_api.idempotency"
 REPLAYED_HEADER = "Idempotent-Replayed"
 KEPT_HEADERS = ("content-type", "location", "etag")
-SETTLE_SECONDS = 5.0
-"""How long settling a claim may take once its request was cancelled (the deadline)."""
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class Claim:
-    """A claimed key; `committed` once the request's session began a `COMMIT` after the
-    claim, from which moment its write may be in the database."""
+@dataclass(frozen=True, slots=True)
+class Key:
+    """A request's `Idempotency-Key`, its owner and what the request was."""
 
     user_id: str
     key: str
-    committed: bool = False
-
-
-@event.listens_for(ScopedSession, "before_commit")
-def _note_commit(session: Session) -> None:
-    claim: Claim | None = session.info.get(SCOPE_KEY)
-    if claim is not None:
-        claim.committed = True
+    fingerprint: str
 
 
 class Replay(Exception):
-    """The stored answer to an earlier request with the same key."""
+    """Answer with what is stored for the key, instead of running the route."""
 
-    def __init__(self, status_code: int, headers: dict[str, str], body: str) -> None:
-        self.response = Response(
-            content=body, status_code=status_code, headers={**headers, REPLAYED_HEADER: "true"}
-        )
+    def __init__(self, response: Response) -> None:
+        self.response = response
 
 
 async def replay(_request: Request, exc: Exception) -> Response:
@@ -73,33 +72,50 @@ async def idempotent(
         ),
     ] = None,
 ) -> None:
-    """Claim the request's key, or replay the answer of the request that claimed it. The
-    session and the caller are read from the request, as the guard left them, not declared:
-    FastAPI solves a declared dependency again wherever it appears (specs/performance.md)."""
+    """Replay the answer stored for the key, or defer the request's commit to
+    `CommitWithAnswer`. The session and the caller are read from the request, as the guard
+    left them, not declared: FastAPI solves a declared dependency again wherever it
+    appears (optimisation 2 in specs/performance.md)."""
     if idempotency_key is None:
         return
     session = await get_session(request)
-    user_id = (await caller(request)).subject
-    body = await request.body()
-    parts = [request.method.encode(), request.url.path.encode(), body]
+    key = Key((await caller(request)).subject, idempotency_key, await _fingerprint(request))
+    record = await service.find_answer(session, user_id=key.user_id, key=key.key, now=utcnow())
+    if record is not None:
+        raise Replay(_stored_answer(record, key))
+    session.info[DEFERRED] = key
+
+
+async def _fingerprint(request: Request) -> str:
+    parts = [request.method.encode(), request.url.path.encode(), await request.body()]
     if (if_match := request.headers.get("if-match")) is not None:
         # The precondition is part of the request: a retry carries the same one.
         parts.append(if_match.encode("latin-1"))
-    fingerprint = hashlib.sha256(b"\0".join(parts)).hexdigest()
-    record = await service.claim_key(
-        session, user_id=user_id, key=idempotency_key, fingerprint=fingerprint
+    return hashlib.sha256(b"\0".join(parts)).hexdigest()
+
+
+def _stored_answer(record: IdempotencyRecord, key: Key) -> Response:
+    """The stored answer, marked as replayed; a 422 if the key's first request differs."""
+    if record.fingerprint != key.fingerprint:
+        return InvalidInput(
+            ("header", "Idempotency-Key"),
+            "This key was used for a different request.",
+            "idempotency_key_reused",
+        ).response()
+    return Response(
+        content=record.body or "",
+        status_code=record.status_code or 200,
+        headers={**(record.headers or {}), REPLAYED_HEADER: "true"},
     )
-    if record is not None:
-        raise Replay(record.status_code or 200, record.headers or {}, record.body or "")
-    claim = Claim(user_id, idempotency_key)
-    request.scope[SCOPE_KEY] = session.info[SCOPE_KEY] = claim
 
 
 Idempotent = Depends(idempotent)
 
 
-class RecordIdempotentResponses:
-    """Store the response of a claimed key before sending it; release a failed claim."""
+class CommitWithAnswer:
+    """Hold the answer of a request with an `Idempotency-Key`; if it is a success, store it
+    with the write and commit both, then send it (or the answer of the request with the
+    same key that committed first). Inside `SessionPerRequest`, which ends the session."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -113,85 +129,63 @@ class RecordIdempotentResponses:
         async def hold(message: Message) -> None:
             held.append(message)
 
-        try:
-            await self.app(scope, receive, hold)
-        finally:
-            claim: Claim | None = scope.get(SCOPE_KEY)
-            if claim is not None:
-                await _settle_even_if_cancelled(scope, claim, held)
+        await self.app(scope, receive, hold)
+        slot: SessionSlot = scope[SESSION]
+        session = slot.session
+        key: Key | None = session.info.get(DEFERRED) if session is not None else None
+        if session is not None and key is not None:
+            instead = await _commit_with_answer(session, key, held)
+            if instead is not None:
+                await instead(scope, receive, send)
+                return
         for message in held:
             await send(message)
-
-
-async def _settle_even_if_cancelled(scope: Scope, claim: Claim, held: list[Message]) -> None:
-    """Settle the claim, also when the request deadline cancels the request meanwhile: a
-    claim left unsettled would answer every retry 409 for a day."""
-    settling = asyncio.ensure_future(_settle(scope, claim, held))
-    try:
-        await asyncio.shield(settling)
-    except asyncio.CancelledError:
-        if await finished_within(settling, SETTLE_SECONDS):
-            _log_failure(settling)
-        raise
-    except DATABASE_ERRORS:
-        _log_failure(settling)
-
-
-def _log_failure(settling: "asyncio.Future[None]") -> None:
-    """The database failed after the request: its answer still goes out, and the claim
-    stays until it expires (a retry meanwhile is 409, never a second write). The type
-    only: the error's text holds the statement and its values."""
-    if (exc := settling.exception()) is not None:
-        logger.warning("could not settle an Idempotency-Key claim: %s", type(exc).__name__)
 
 
 def _has_key(scope: Scope) -> bool:
     return any(name == b"idempotency-key" for name, _ in scope["headers"])
 
 
-async def _settle(scope: Scope, claim: Claim, held: list[Message]) -> None:
-    """Record a success, to replay it. Release the claim of a request refused (4xx), or
-    failed before anything was committed, so that a retry runs it. A request that failed
-    or ended without an answer (the deadline) after its `COMMIT` began may have written:
-    a retry must not write again, so it gets a 409 saying so (`UNKNOWN_OUTCOME`)."""
+async def _commit_with_answer(
+    session: AsyncSession, key: Key, held: list[Message]
+) -> Response | None:
+    """Store a success with its write and commit both; None to send the held answer, or
+    the answer to send instead. A failure is not stored: its write (if any) rolls back
+    when the session ends, and a retry runs again."""
     start = next((m for m in held if m["type"] == "http.response.start"), None)
-    status = 500 if start is None else start["status"]
-    sessionmaker = scope["app"].state.sessionmaker
-    async with sessionmaker() as session:
-        await scope_to(session, user_id=claim.user_id)
-        if status >= 500 and claim.committed:
-            await service.record_response(
-                session, user_id=claim.user_id, key=claim.key, **UNKNOWN_OUTCOME
-            )
-            return
-        if start is None or not 200 <= status < 300:
-            await service.release_key(session, user_id=claim.user_id, key=claim.key)
-            return
-        headers = {
+    if start is None or not 200 <= start["status"] < 300:
+        return None
+    now = utcnow()
+    answer = IdempotencyRecord(
+        user_id=key.user_id,
+        key=key.key,
+        fingerprint=key.fingerprint,
+        status_code=start["status"],
+        headers={
             name.decode("latin-1"): value.decode("latin-1")
             for name, value in start["headers"]
             if name.decode("latin-1").lower() in KEPT_HEADERS
-        }
-        body = b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body")
-        await service.record_response(
-            session,
-            user_id=claim.user_id,
-            key=claim.key,
-            status_code=start["status"],
-            headers=headers,
-            body=body.decode(),
-        )
+        },
+        body=b"".join(
+            m.get("body", b"") for m in held if m["type"] == "http.response.body"
+        ).decode(),
+        created_at=now,
+        expires_at=now + service.LIFETIME,
+    )
 
+    def commit(sync_session: Session) -> None:
+        service.store_answer(sync_session.connection(), answer)
+        sync_session.commit()
 
-UNKNOWN_OUTCOME: dict[str, Any] = {
-    "status_code": Conflict.status,
-    "headers": {"content-type": PROBLEM_JSON},
-    "body": json.dumps(
-        problem_body(
-            Conflict.status,
-            Conflict.code,
-            "The first request with this Idempotency-Key ended without an answer after its "
-            "write may have been stored; read the resource before writing it again.",
-        )
-    ),
-}
+    try:
+        await session.run_sync(commit)
+    except IntegrityError:  # the same key committed first: this write rolls back
+        await session.rollback()
+        first = await service.find_answer(session, user_id=key.user_id, key=key.key, now=now)
+        if first is None:
+            return Conflict("Another request with this Idempotency-Key; try again.").response()
+        return _stored_answer(first, key)
+    except DATABASE_ERRORS as exc:
+        await session.rollback()
+        return database_error(exc).response()  # logs the error's type only
+    return None
