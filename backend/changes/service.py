@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, and_, bindparam, delete, literal, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, and_, bindparam, delete, literal, or_, select, text, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -57,7 +57,7 @@ def _upsert(dialect: Any) -> Insert:
     return upsert
 
 
-_UPSERTS = {"postgresql": _upsert(postgresql), "sqlite": _upsert(sqlite)}
+_UPSERT = _upsert(sqlite)
 _NUMBER = (
     update(_USERS)
     .where(owned_by(_USERS.c.id))
@@ -76,6 +76,13 @@ def append_changes(
     from inside a write's transaction, last before its `COMMIT` (`UnitOfWork`)."""
     if not changes:
         return
+    if connection.dialect.name == "postgresql":
+        entities, ids = zip(*changes, strict=True)
+        ops, versions = zip(*changes.values(), strict=True)
+        arrays = {"entities": entities, "ids": ids, "ops": ops, "versions": versions}
+        params = {OWNER: user_id, "count": len(changes), "at": at}
+        connection.execute(_NUMBER_AND_STORE, params | {k: list(v) for k, v in arrays.items()})
+        return
     last = connection.execute(_NUMBER, {OWNER: user_id, "count": len(changes)}).scalar_one()
     first = last - len(changes) + 1
     rows = [
@@ -90,7 +97,29 @@ def append_changes(
         }
         for number, ((entity, entity_id), (op, version)) in enumerate(changes.items())
     ]
-    connection.execute(_UPSERTS[connection.dialect.name], rows)
+    connection.execute(_UPSERT, rows)
+
+
+_NUMBER_AND_STORE = text(  # `owner_id` is `OWNER`, as in every owned statement
+    """
+    WITH head AS (
+        UPDATE users SET change_seq = change_seq + :count
+        WHERE id = :owner_id RETURNING change_seq
+    )
+    INSERT INTO changes (user_id, entity, entity_id, seq, op, version, changed_at)
+    SELECT :owner_id, e.entity, e.entity_id, head.change_seq - :count + e.n, e.op, e.version, :at
+    FROM head, unnest(
+        CAST(:entities AS varchar[]), CAST(:ids AS uuid[]),
+        CAST(:ops AS varchar[]), CAST(:versions AS integer[])
+    ) WITH ORDINALITY AS e (entity, entity_id, op, version, n)
+    ON CONFLICT (user_id, entity, entity_id) DO UPDATE SET
+        seq = excluded.seq, op = excluded.op, version = excluded.version,
+        changed_at = excluded.changed_at
+    """
+)
+"""PostgreSQL: `_NUMBER` and `_UPSERT` in one statement, one round trip less a write
+(optimisation 28): the user's row is updated in a data-modifying `WITH`, which SQLite
+does not have, and the changes arrive as arrays."""
 
 
 def _feed() -> Any:
