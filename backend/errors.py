@@ -10,8 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from starlette._utils import get_route_path
 from starlette.exceptions import HTTPException
+
+from backend.asgi import route_path
 
 logger = logging.getLogger("todo_api")
 
@@ -240,7 +241,7 @@ def _allowed_methods(request: Request) -> list[str]:
             for path, item in request.app.openapi()["paths"].items()
         ]
         request.app.state.allowed_methods = table
-    path = get_route_path(request.scope)  # without --root-path, as the paths are documented
+    path = route_path(request.scope)  # without --root-path, as the paths are documented
     return next((methods for pattern, methods in table if pattern.fullmatch(path)), [])
 
 

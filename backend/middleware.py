@@ -6,13 +6,13 @@ import logging
 from dataclasses import dataclass
 
 from sqlmodel.ext.asyncio.session import AsyncSession
-from starlette._utils import get_route_path  # the path the app routes, without --root-path
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from backend.asgi import route_path
 from backend.db import end_session
 from backend.errors import (
     AppError,
@@ -157,7 +157,7 @@ class Deadline:
         self._answers: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or get_route_path(scope) in HEALTH_PATHS:
+        if scope["type"] != "http" or route_path(scope) in HEALTH_PATHS:
             await self.app(scope, receive, send)
             return
         request = asyncio.current_task()

@@ -245,7 +245,9 @@ def _route_template(scope: Scope) -> str:
     """The matched route's full template, `/api/{user_id}/tasks/{task_id}`, never the path.
 
     FastAPI 0.16x no longer copies included routes (`scope["route"].path` is the template
-    within its router, `/tasks`); the full one is in its per-request route context.
+    within its router, `/tasks`); the full one is in its per-request route context, which
+    FastAPI does not document: fastapi is pinned below 0.166 (pyproject.toml), and
+    `tests/test_observability.py` holds the labels to the templates.
     """
     context = scope.get("fastapi", {}).get("effective_route_context")
     template = getattr(context, "path_format", None) or getattr(scope.get("route"), "path", None)

@@ -1,6 +1,6 @@
 """A Redis that accepts connections and never answers: no request spends more than
 `REDIS_TIMEOUT_SECONDS` on it in all, Redis is tried again off the request path, and the
-limiter counts in Redis again once it answers."""
+limiter counts in Redis again once it answers. And the memory storage it falls back to."""
 
 import asyncio
 import contextlib
@@ -9,10 +9,11 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from limits.aio.storage import MemoryStorage
 
 from backend import ratelimit
 from backend.config import Settings
-from backend.ratelimit import RateLimiter
+from backend.ratelimit import RateLimiter, SweptMemoryStorage
 
 TIMEOUT = 0.25
 RETRY_SECONDS = 0.1
@@ -155,3 +156,27 @@ async def _counted_in_redis(limiter: RateLimiter) -> bool:
         return False
     key = limiter.by_user.item.key_for(limiter.by_user.name, "alice")
     return await limiter.shared.get(key) > 0
+
+
+def test_memory_counters_are_swept_at_most_once_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`SweptMemoryStorage` overrides limits' private `MemoryStorage.__schedule_expiry`
+    (limits is pinned in pyproject.toml): this fails if limits renames it or stops
+    scheduling a sweep on each hit."""
+    sweeps: list[float] = []
+    original = MemoryStorage._MemoryStorage__schedule_expiry  # type: ignore[attr-defined]
+
+    async def counted(storage: MemoryStorage) -> None:
+        sweeps.append(time.monotonic())
+        await original(storage)
+
+    monkeypatch.setattr(MemoryStorage, "_MemoryStorage__schedule_expiry", counted)
+
+    async def hits() -> int:
+        storage = SweptMemoryStorage()
+        for _ in range(50):
+            count = await storage.incr("counter", 60)
+        await asyncio.sleep(0)  # lets the one sweep run
+        return count
+
+    assert asyncio.run(hits()) == 50
+    assert len(sweeps) == 1
