@@ -11,22 +11,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.auth import Claims, Scope, TokenVerifier, bearer_token
 from backend.db import scope_to
 from backend.errors import Forbidden, InsufficientScope, RateLimited
-from backend.middleware import READ_METHODS, SESSION, SessionSlot, Turns
-from backend.ratelimit import VERDICTS, RateLimiter
+from backend.middleware import READ_METHODS, request_session
+from backend.ratelimit import RateLimiter, verdicts_of
 from backend.tokens.service import PAT_PREFIX, verify_personal_token
 from backend.users.service import KnownUsers, ensure_user
 
-CALLER = "todo_api.caller"
-"""Scope key: the claims the owner guard accepted for this request."""
-
 
 async def get_session(request: Request) -> AsyncSession:
-    """The request's session, opened on first use; `SessionPerRequest` ends it after the
-    answer (a read that succeeded with `COMMIT`). Writes commit in their services."""
-    slot: SessionSlot = request.scope[SESSION]
-    if slot.session is None:
-        slot.session = request.app.state.sessionmaker()
-    return slot.session
+    """The request's session, opened on first use (`middleware.RequestSession`);
+    `SessionPerRequest` ends it after the answer. Writes commit in their units of work."""
+    return request_session(request.scope).open()
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
@@ -57,10 +51,9 @@ class OwnerGuard(SecurityBase):
         if claims.subject != user_id:
             raise Forbidden
         needed: Scope = "read" if request.method in READ_METHODS else "write"
-        turns: Turns = request.app.state.turns
-        await turns.take(request.scope[SESSION])
+        await request_session(request.scope).take_turn()
         await act_for(session, claims=claims, needed=needed, known=request.app.state.known_users)
-        request.scope[CALLER] = claims
+        request.state.caller = claims
 
 
 require_owner = OwnerGuard("A JWT from the identity provider, or a personal access token.")
@@ -82,7 +75,7 @@ async def limit_caller(request: Request, claims: Claims) -> None:
     if limiter is None:
         return
     verdict = await limiter.hit(limiter.by_user, claims.subject)
-    request.scope.setdefault(VERDICTS, []).append(verdict)
+    verdicts_of(request.scope).append(verdict)
     if not verdict.allowed:
         raise RateLimited(verdict.reset_seconds)
 
@@ -102,7 +95,7 @@ async def act_for(
 async def caller(request: Request) -> Claims:
     """The claims `require_owner` accepted; refused (403) where no guard ran, so that a
     route mounted outside the guarded router fails closed."""
-    claims: Claims | None = request.scope.get(CALLER)
+    claims: Claims | None = getattr(request.state, "caller", None)
     if claims is None:
         raise Forbidden
     return claims

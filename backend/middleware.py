@@ -3,8 +3,8 @@ the last-resort error catcher."""
 
 import asyncio
 import logging
-from dataclasses import dataclass
 
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -26,8 +26,6 @@ from backend.health import HEALTH_PATHS
 logger = logging.getLogger("todo_api")
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-SESSION = "todo_api.session"
-"""Scope key: the request's `SessionSlot`."""
 
 
 class Turns:
@@ -37,21 +35,20 @@ class Turns:
 
     With as many turns as the pool has connections, a request starts its work only when
     it can have one, and runs beside few others: interleaving all of them on one core
-    made each take longer and gave the latency a long tail (specs/performance.md). The
-    owner guard takes the turn once the caller is known (`backend.deps.require_owner`),
-    so a token waiting on the identity provider's keys, or refused, holds none; the
-    request's `SessionPerRequest` gives it back.
+    made each take longer and gave the latency a long tail (optimisation 6 in
+    specs/performance.md). The owner guard takes the turn once the caller is known
+    (`RequestSession.take_turn`), so a token waiting on the identity provider's keys, or
+    refused, holds none.
     """
 
     def __init__(self, limit: int, *, wait_seconds: float) -> None:
         self._turns = asyncio.Semaphore(limit)
         self._wait_seconds = wait_seconds
 
-    async def take(self, slot: "SessionSlot") -> None:
+    async def take(self) -> None:
         try:
             async with asyncio.timeout(self._wait_seconds):
                 await self._turns.acquire()
-                slot.turns = self  # before any other await: whatever happens, it is given back
         except TimeoutError:
             logger.warning("no turn free within %ss: answered db_unavailable", self._wait_seconds)
             raise DatabaseUnavailable from None
@@ -60,24 +57,58 @@ class Turns:
         self._turns.release()
 
 
-@dataclass(slots=True)
-class SessionSlot:
-    """Where the request's session is kept once `backend.deps.get_session` opens it, and
-    the turns it took one of, if it did."""
+class RequestSession:
+    """A request's database session, opened on first use (`open`), and its turn
+    (`take_turn`); `SessionPerRequest` makes one for each request (`request.state.session`)
+    and ends both (`end`), however the request ends."""
 
-    session: AsyncSession | None = None
-    turns: Turns | None = None
+    __slots__ = ("_has_turn", "_session", "_sessionmaker", "_turns")
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], turns: Turns) -> None:
+        self._sessionmaker = sessionmaker
+        self._turns = turns
+        self._session: AsyncSession | None = None
+        self._has_turn = False
+
+    def open(self) -> AsyncSession:
+        if self._session is None:
+            self._session = self._sessionmaker()
+        return self._session
+
+    @property
+    def opened(self) -> AsyncSession | None:
+        return self._session
+
+    async def take_turn(self) -> None:
+        await self._turns.take()
+        self._has_turn = True  # no await between: whatever happens next, it is given back
+
+    async def end(self, *, commit: bool) -> None:
+        """End the session, if it was opened: with `COMMIT` first if `commit`, then
+        closed (a rollback of whatever was not committed). Then give the turn back."""
+        try:
+            if self._session is not None:
+                await end_session(self._session, commit=commit)
+        finally:
+            if self._has_turn:
+                self._turns.give_back()
+
+
+def request_session(scope: Scope) -> RequestSession:
+    """The request's `RequestSession` (`request.state.session`)."""
+    session: RequestSession = scope["state"]["session"]
+    return session
 
 
 class SessionPerRequest:
-    """End the request's session, if it opened one, once the answer is sent: a read that
-    succeeded with `COMMIT` (`end_session`), anything else by closing (a rollback of whatever
-    was not committed; writes commit in their services). Then give back its turn.
+    """Give each request its `RequestSession`, and end it once the answer is sent: a read
+    that succeeded with `COMMIT` (so that its statements stay prepared), anything else by
+    closing (writes commit in their units of work, or with their answer).
 
     A middleware rather than a `yield` dependency: FastAPI enters a generator dependency
-    through a context manager, an exit stack and a cancel scope on every request, which
-    cost a list request more than its filters (specs/performance.md). Here it is one
-    `try`/`finally`, which also runs when the deadline cancels the request.
+    through a context manager, an exit stack and a cancel scope on every request
+    (optimisation 19 in specs/performance.md). Here it is one `try`/`finally`, which also
+    runs when the deadline cancels the request.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -87,7 +118,9 @@ class SessionPerRequest:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        slot = scope[SESSION] = SessionSlot()
+        state = scope["app"].state
+        session = RequestSession(state.sessionmaker, state.turns)
+        scope.setdefault("state", {})["session"] = session
         succeeded = False
 
         async def send_noting(message: Message) -> None:
@@ -99,13 +132,7 @@ class SessionPerRequest:
         try:
             await self.app(scope, receive, send_noting)
         finally:
-            try:
-                if (session := slot.session) is not None:
-                    read = succeeded and scope["method"] in READ_METHODS
-                    await end_session(session, commit=read)
-            finally:
-                if slot.turns is not None:
-                    slot.turns.give_back()
+            await session.end(commit=succeeded and scope["method"] in READ_METHODS)
 
 
 class LimitBody:

@@ -24,8 +24,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("todo_api")
 
-VERDICTS = "todo_api.rate_limits"
-"""Scope key: this request's verdicts, which `LimitRate` writes as headers."""
 UNLIMITED_PATHS = HEALTH_PATHS | {"/metrics"}
 REDIS_RETRY_SECONDS = 5.0
 """After a Redis failure, how often Redis is tried again (off the request path)."""
@@ -179,6 +177,13 @@ class RateLimiter:
         self._reconnecting = None
 
 
+def verdicts_of(scope: Scope) -> list[Verdict]:
+    """This request's verdicts (`request.state.rate_limits`), which `LimitRate` writes as
+    headers: the address's, and the subject's that the owner guard adds."""
+    verdicts: list[Verdict] = scope.setdefault("state", {}).setdefault("rate_limits", [])
+    return verdicts
+
+
 def rate_limit_headers(verdicts: list[Verdict]) -> list[tuple[bytes, bytes]]:
     """`RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers-10)."""
     return [
@@ -203,8 +208,8 @@ class LimitRate:
             return
         client = scope.get("client")
         verdict = await self.limiter.hit(self.limiter.by_address, client[0] if client else "")
-        verdicts = [verdict]
-        scope[VERDICTS] = verdicts
+        verdicts = verdicts_of(scope)
+        verdicts.append(verdict)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

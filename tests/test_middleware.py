@@ -3,16 +3,19 @@ given back however its request ends."""
 
 import asyncio
 import contextlib
+from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import Session
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.types import Message, Receive, Scope, Send
 
 from backend.config import Settings
 from backend.errors import DatabaseUnavailable
 from backend.main import create_app
-from backend.middleware import SESSION, SessionPerRequest, SessionSlot, Turns
+from backend.middleware import RequestSession, SessionPerRequest, Turns, request_session
 from tests.conftest import AuthFactory
 
 
@@ -25,8 +28,7 @@ def test_requests_past_the_limit_wait_their_turn_in_order_of_arrival() -> None:
 
         async def work(number: int) -> None:
             nonlocal running, most
-            slot = SessionSlot()
-            await turns.take(slot)
+            await turns.take()
             started.append(number)
             running += 1
             most = max(most, running)
@@ -49,15 +51,17 @@ def test_requests_past_the_limit_wait_their_turn_in_order_of_arrival() -> None:
 
 
 def test_a_request_that_waits_past_the_pool_timeout_is_db_unavailable() -> None:
-    async def scenario() -> SessionSlot:
+    async def scenario() -> None:
         turns = Turns(1, wait_seconds=0.05)
-        await turns.take(SessionSlot())
-        waiting = SessionSlot()
+        await turns.take()
+        waiting = RequestSession(async_sessionmaker(class_=AsyncSession), turns)
         with pytest.raises(DatabaseUnavailable):
-            await turns.take(waiting)
-        return waiting
+            await waiting.take_turn()
+        await waiting.end(commit=False)  # gives back no turn: it had none
+        with pytest.raises(DatabaseUnavailable):
+            await turns.take()
 
-    assert asyncio.run(scenario()).turns is None  # nothing to give back
+    asyncio.run(scenario())
 
 
 @pytest.mark.parametrize("ending", ["answered", "raised", "cancelled"])
@@ -68,7 +72,7 @@ def test_the_session_middleware_gives_the_turn_back_however_the_request_ends(
         turns = Turns(1, wait_seconds=0.05)
 
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
-            await turns.take(scope[SESSION])
+            await request_session(scope).take_turn()
             if ending == "raised":
                 raise RuntimeError
             if ending == "cancelled":
@@ -81,10 +85,17 @@ def test_the_session_middleware_gives_the_turn_back_however_the_request_ends(
         async def send(message: Message) -> None:
             pass
 
-        scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+        state = SimpleNamespace(sessionmaker=async_sessionmaker(), turns=turns)
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/",
+            "headers": [],
+            "app": SimpleNamespace(state=state),
+        }
         with contextlib.suppress(RuntimeError, asyncio.CancelledError):
             await SessionPerRequest(app)(scope, receive, send)
-        await turns.take(SessionSlot())  # 503 if the turn was kept
+        await turns.take()  # 503 if the turn was kept
         return True
 
     assert asyncio.run(scenario())

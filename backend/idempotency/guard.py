@@ -27,7 +27,7 @@ from backend.db import utcnow
 from backend.deps import caller, get_session
 from backend.errors import DATABASE_ERRORS, Conflict, InvalidInput, database_error
 from backend.idempotency import service
-from backend.middleware import SESSION, SessionSlot
+from backend.middleware import request_session
 from backend.models import IdempotencyRecord
 from backend.unit_of_work import DEFERRED
 
@@ -130,8 +130,7 @@ class CommitWithAnswer:
             held.append(message)
 
         await self.app(scope, receive, hold)
-        slot: SessionSlot = scope[SESSION]
-        session = slot.session
+        session = request_session(scope).opened
         key: Key | None = session.info.get(DEFERRED) if session is not None else None
         if session is not None and key is not None:
             instead = await _commit_with_answer(session, key, held)
