@@ -16,11 +16,11 @@ T = TypeVar("T")
 Model = TypeVar("Model", bound=BaseModel)
 
 
-class Versioned(Protocol):
+class HasVersion(Protocol):
     version: int
 
 
-V = TypeVar("V", bound=Versioned)
+V = TypeVar("V", bound=HasVersion)
 
 
 MAX_ATTEMPTS = 5
@@ -96,7 +96,7 @@ PRECONDITION_FAILED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def represent(model: type[Model], row: Versioned, response: Response) -> Model:
+def with_etag(model: type[Model], row: HasVersion, response: Response) -> Model:
     """`row` as `model`, with its version as the response's `ETag`."""
     response.headers["ETag"] = etag_of(row.version)
     return model.model_validate(row)
@@ -112,12 +112,12 @@ def not_modified(if_none_match: str | None, version: int) -> Response | None:
     return None
 
 
-async def write_once_current(
+async def retry_stale_write(
     session: AsyncSession,
     write: Callable[[], Awaitable[T]],
     *,
     precondition: Precondition,
-    reread: Callable[[], Awaitable[Versioned]],
+    reread: Callable[[], Awaitable[HasVersion]],
 ) -> T:
     """Run `write`, a read-check-write whose write is `UPDATE ... WHERE version = :read`
     (the ORM's version counter at the flush, or a plain statement that raises

@@ -52,7 +52,7 @@ class OwnerGuard(SecurityBase):
             raise Forbidden
         needed: Scope = "read" if request.method in READ_METHODS else "write"
         await request_session(request.scope).take_turn()
-        await act_for(session, claims=claims, needed=needed, known=request.app.state.known_users)
+        await authorize(session, claims=claims, needed=needed, known=request.app.state.known_users)
         request.state.caller = claims
 
 
@@ -80,7 +80,7 @@ async def limit_caller(request: Request, claims: Claims) -> None:
         raise RateLimited(verdict.reset_seconds)
 
 
-async def act_for(
+async def authorize(
     session: AsyncSession, *, claims: Claims, needed: Scope, known: KnownUsers
 ) -> str:
     """The token's subject, once its scope allows `needed`; `session` then sees only that

@@ -51,7 +51,7 @@ class Public(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-class Forbid(SQLModel):
+class StrictBody(SQLModel):
     """A request body: unknown and server-owned fields are refused."""
 
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
@@ -121,12 +121,12 @@ class Category(CategoryBase, Versioned, table=True):
 
 
 # Body of POST and PUT on a category.
-class CategoryCreate(CategoryBase, Forbid):
+class CategoryCreate(CategoryBase, StrictBody):
     pass
 
 
 # Body of PATCH on a category: only the fields present change.
-class CategoryUpdate(Forbid):
+class CategoryUpdate(StrictBody):
     # Left out means unchanged; `name` cannot be null.
     name: CategoryName = None  # type: ignore[assignment]
     color: Color | None = None
@@ -203,17 +203,17 @@ POSTGRES_ONLY_INDEXES = frozenset({"ix_tasks_search", "ix_tasks_user_due_desc"})
 
 
 # Body of POST on tasks.
-class TaskCreate(TaskBase, Forbid):
+class TaskCreate(TaskBase, StrictBody):
     pass
 
 
 # Body of PUT on a task: every client-settable field, absent ones back to their defaults.
-class TaskReplace(TaskBase, Forbid):
+class TaskReplace(TaskBase, StrictBody):
     completed: StrictBool = False
 
 
 # Body of PATCH on a task: only the fields present change.
-class TaskUpdate(Forbid):
+class TaskUpdate(StrictBody):
     # Left out means unchanged; `title`, `priority` and `completed` cannot be null.
     title: Title = None  # type: ignore[assignment]
     description: Description | None = None
@@ -383,7 +383,7 @@ class PersonalToken(SQLModel, table=True):
 
 
 # Body of POST on tokens.
-class TokenCreate(Forbid):
+class TokenCreate(StrictBody):
     name: TokenName
     scope: TokenScope = TokenScope.read
     expires_at: Instant | None = None

@@ -26,7 +26,7 @@ from backend import db
 from backend.config import Settings
 from backend.owned import OWNER
 from backend.pagination import LIMIT
-from backend.tasks.service import SEARCHED
+from backend.tasks.service import SEARCH_LISTINGS
 from benchmarks import dataset
 
 SERVICE_SETTING = "gin_pending_list_limit = 256"
@@ -44,8 +44,8 @@ INSERT = (
     " updated_at, version) VALUES (%s, gen_random_uuid(), %s, %s, 0, false, now(), now(), 1)"
 )
 SEARCH = str(
-    SEARCHED.sorts["-created_at"]
-    .paged(SEARCHED.statement(frozenset({"q"})), resume=None)
+    SEARCH_LISTINGS.sorts["-created_at"]
+    .paged(SEARCH_LISTINGS.statement(frozenset({"q"})), resume=None)
     .compile(dialect=psycopg_dialect())  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it untyped
 )
 """The service's first page of a search, as it compiles it for the driver."""

@@ -14,7 +14,7 @@ from backend import db as database
 from backend.config import Settings
 from backend.main import create_app
 from backend.owned import OWNER
-from backend.tasks.service import SEARCHED, TASKS
+from backend.tasks.service import SEARCH_LISTINGS, TABLE_LISTINGS
 from tests.conftest import AuthFactory, explain, sync_url
 
 ROLE = "todo_rls_app"
@@ -158,8 +158,8 @@ def test_search_can_use_the_trigram_index_under_row_security(
     search = {"q": "xylophone", OWNER: "alice"}
     listing = frozenset({"q"})
 
-    through_view = explain(restricted, SEARCHED.statement(listing), search, as_user="alice")
-    through_table = explain(restricted, TASKS.statement(listing), search, as_user="alice")
+    through_view = explain(restricted, SEARCH_LISTINGS.statement(listing), search, as_user="alice")
+    through_table = explain(restricted, TABLE_LISTINGS.statement(listing), search, as_user="alice")
 
     assert "ix_tasks_search" in through_view, through_view
     assert "ix_tasks_search" not in through_table, through_table  # ILIKE waits for the policy

@@ -11,7 +11,7 @@ from backend.conditions import (
     IfMatchDep,
     IfNoneMatch,
     not_modified,
-    represent,
+    with_etag,
 )
 from backend.deps import OwnerId, SessionDep, location
 from backend.idempotency.guard import Idempotent
@@ -46,7 +46,7 @@ async def create_category(
     """Create a category; a name already used by the caller, ignoring case, is 409."""
     category = await service.create_category(session, user_id=user_id, category_in=category_in)
     response.headers["Location"] = location(request, user_id, "categories", category.id)
-    return represent(CategoryPublic, category, response)
+    return with_etag(CategoryPublic, category, response)
 
 
 @router.get("/{category_id}", response_model=CategoryPublic, responses=NOT_MODIFIED)
@@ -59,7 +59,7 @@ async def get_category(
 ) -> CategoryPublic | Response:
     """One category, with its `ETag`; `If-None-Match` with a current ETag answers 304."""
     category = await service.get_category(session, user_id=user_id, category_id=category_id)
-    return not_modified(if_none_match, category.version) or represent(
+    return not_modified(if_none_match, category.version) or with_etag(
         CategoryPublic, category, response
     )
 
@@ -81,7 +81,7 @@ async def replace_category(
         changes=dict(category_in),
         precondition=precondition,
     )
-    return represent(CategoryPublic, category, response)
+    return with_etag(CategoryPublic, category, response)
 
 
 @router.patch("/{category_id}", response_model=CategoryPublic, responses=PRECONDITION_FAILED)
@@ -102,7 +102,7 @@ async def update_category(
         changes=changes,
         precondition=precondition,
     )
-    return represent(CategoryPublic, category, response)
+    return with_etag(CategoryPublic, category, response)
 
 
 @router.delete(

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 from uuid6 import uuid7
 
-from backend.conditions import UNCONDITIONAL, Precondition, write_once_current
+from backend.conditions import UNCONDITIONAL, Precondition, retry_stale_write
 from backend.errors import Conflict, NotFound
 from backend.models import Category, CategoryCreate, CategoryPublic, PageQuery
 from backend.owned import OwnedTable, owned_by
@@ -104,7 +104,7 @@ async def update_category(
         await _commit(session, work)
         return changed
 
-    return await write_once_current(
+    return await retry_stale_write(
         session,
         write,
         precondition=precondition,
@@ -132,7 +132,7 @@ async def delete_category(
         work.changed("category", category_id, version=category.version, deleted=True)
         await work.commit(session)
 
-    await write_once_current(
+    await retry_stale_write(
         session,
         write,
         precondition=precondition,

@@ -26,10 +26,10 @@ from starlette.routing import Route
 
 from backend.config import Settings
 from backend.db import end_session
-from backend.deps import act_for
+from backend.deps import authorize
 from backend.errors import DATABASE_ERRORS, AppError, InvalidInput, database_error, problem_body
 from backend.mcp.auth import MCP_PATH, METADATA_PATH, McpEndpoint, claims_of, resource_metadata
-from backend.mcp.tools import TOOLS, Caller, Tool
+from backend.mcp.tools import TOOLS, Tool, ToolContext
 
 logger = logging.getLogger("todo_api")
 
@@ -97,12 +97,12 @@ async def _run(request: Request, tool: Tool[Any], arguments: dict[str, Any]) -> 
     session = state.sessionmaker()
     succeeded = False
     try:
-        user_id = await act_for(
+        user_id = await authorize(
             session, claims=claims_of(request), needed=tool.needs, known=state.known_users
         )
         args = tool.args.model_validate(arguments)
         result, text = await tool.run(
-            Caller(session, user_id, state.cursor_signer, state.changes_retention), args
+            ToolContext(session, user_id, state.cursor_signer, state.changes_retention), args
         )
         succeeded = True
     finally:

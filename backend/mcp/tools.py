@@ -29,10 +29,10 @@ from backend.models import (
     CategoryCreate,
     CategoryPublic,
     ChangesPage,
-    Forbid,
     HistoryPublic,
     Page,
     PageQuery,
+    StrictBody,
     TaskCreate,
     TaskFilters,
     TaskPublic,
@@ -46,10 +46,10 @@ from backend.tasks import service as tasks
 
 Args = TypeVar("Args", bound=BaseModel)
 
-# The same (Forbid) base as REST bodies: an unknown argument is a validation error.
+# The same (StrictBody) base as REST bodies: an unknown argument is a validation error.
 
 
-class PageArgs(Forbid):
+class PageArgs(StrictBody):
     limit: PageLimit = DEFAULT_LIMIT
     cursor: PageCursor = None
 
@@ -64,7 +64,7 @@ class ListTasksArgs(PageArgs):
     ] = None
 
 
-class TaskRef(Forbid):
+class TaskRef(StrictBody):
     task_id: UUID
 
 
@@ -83,12 +83,12 @@ class TaskHistoryArgs(PageArgs):
     task_id: UUID
 
 
-class ListChangesArgs(Forbid):
+class ListChangesArgs(StrictBody):
     since: SyncToken = None
     limit: ChangesLimit = CHANGES_DEFAULT_LIMIT
 
 
-class WeeklyStatsArgs(Forbid):
+class WeeklyStatsArgs(StrictBody):
     tz: Annotated[str, Field(max_length=64, description="An IANA time zone name.")] = "UTC"
 
 
@@ -99,7 +99,7 @@ class TaskDeleted(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
-class Caller:
+class ToolContext:
     """What a handler acts with: a session scoped to the caller, and the caller's id."""
 
     session: AsyncSession
@@ -122,7 +122,7 @@ class Tool(Generic[Args]):
     args: type[Args]
     result: type[BaseModel]
     needs: Scope
-    run: Callable[[Caller, Args], Awaitable[Outcome]]
+    run: Callable[[ToolContext, Args], Awaitable[Outcome]]
     destructive: bool = False
     idempotent: bool = False
 
@@ -141,36 +141,36 @@ def _more(next_cursor: str | None) -> str:
     return f" More with cursor {next_cursor}." if next_cursor else ""
 
 
-async def add_task(caller: Caller, args: TaskCreate) -> Outcome:
-    task = await tasks.create_task(caller.session, user_id=caller.user_id, task_in=args)
+async def add_task(context: ToolContext, args: TaskCreate) -> Outcome:
+    task = await tasks.create_task(context.session, user_id=context.user_id, task_in=args)
     return _task(task, "Added task")
 
 
-async def list_tasks(caller: Caller, args: ListTasksArgs) -> Outcome:
+async def list_tasks(context: ToolContext, args: ListTasksArgs) -> Outcome:
     completed = {"all": None, "pending": False, "completed": True}[args.status]
     filters = TaskFilters(completed=completed, category_id=args.category_id, q=args.q)
     rows, next_cursor = await tasks.list_tasks(
-        caller.session,
-        user_id=caller.user_id,
+        context.session,
+        user_id=context.user_id,
         filters=filters,
         sort="-created_at",
-        page=caller.page(args),
+        page=context.page(args),
     )
     page = page_of(TaskPublic, rows, next_cursor)
     lines = [f"- [{'x' if t.completed else ' '}] {t.title} (id {t.id})" for t in page.items]
     return page, "\n".join([f"{len(lines)} task(s), newest first.{_more(next_cursor)}", *lines])
 
 
-async def get_task(caller: Caller, args: TaskRef) -> Outcome:
-    task = await tasks.get_task(caller.session, user_id=caller.user_id, task_id=args.task_id)
+async def get_task(context: ToolContext, args: TaskRef) -> Outcome:
+    task = await tasks.get_task(context.session, user_id=context.user_id, task_id=args.task_id)
     return _task(task, "Task")
 
 
-async def update_task(caller: Caller, args: UpdateTaskArgs) -> Outcome:
+async def update_task(context: ToolContext, args: UpdateTaskArgs) -> Outcome:
     fields = args.model_fields_set - set(TaskWrite.model_fields)
     task = await tasks.update_task(
-        caller.session,
-        user_id=caller.user_id,
+        context.session,
+        user_id=context.user_id,
         task_id=args.task_id,
         changes={field: getattr(args, field) for field in fields},
         precondition=_precondition(args),
@@ -178,78 +178,80 @@ async def update_task(caller: Caller, args: UpdateTaskArgs) -> Outcome:
     return _task(task, "Updated task")
 
 
-async def _set_completed(caller: Caller, args: TaskWrite, completed: bool) -> TaskPublic:
+async def _set_completed(context: ToolContext, args: TaskWrite, completed: bool) -> TaskPublic:
     return await tasks.update_task(
-        caller.session,
-        user_id=caller.user_id,
+        context.session,
+        user_id=context.user_id,
         task_id=args.task_id,
         changes={"completed": completed},
         precondition=_precondition(args),
     )
 
 
-async def complete_task(caller: Caller, args: TaskWrite) -> Outcome:
-    return _task(await _set_completed(caller, args, True), "Completed task")
+async def complete_task(context: ToolContext, args: TaskWrite) -> Outcome:
+    return _task(await _set_completed(context, args, True), "Completed task")
 
 
-async def reopen_task(caller: Caller, args: TaskWrite) -> Outcome:
-    return _task(await _set_completed(caller, args, False), "Reopened task")
+async def reopen_task(context: ToolContext, args: TaskWrite) -> Outcome:
+    return _task(await _set_completed(context, args, False), "Reopened task")
 
 
-async def delete_task(caller: Caller, args: TaskWrite) -> Outcome:
+async def delete_task(context: ToolContext, args: TaskWrite) -> Outcome:
     await tasks.delete_task(
-        caller.session,
-        user_id=caller.user_id,
+        context.session,
+        user_id=context.user_id,
         task_id=args.task_id,
         precondition=_precondition(args),
     )
     return TaskDeleted(task_id=args.task_id), f"Deleted task {args.task_id}."
 
 
-async def list_categories(caller: Caller, args: PageArgs) -> Outcome:
+async def list_categories(context: ToolContext, args: PageArgs) -> Outcome:
     rows, next_cursor = await categories.list_categories(
-        caller.session, user_id=caller.user_id, page=caller.page(args)
+        context.session, user_id=context.user_id, page=context.page(args)
     )
     page = page_of(CategoryPublic, rows, next_cursor)
     lines = [f"- {c.name} (id {c.id})" for c in page.items]
     return page, "\n".join([f"{len(lines)} categories, by name.{_more(next_cursor)}", *lines])
 
 
-async def add_category(caller: Caller, args: CategoryCreate) -> Outcome:
+async def add_category(context: ToolContext, args: CategoryCreate) -> Outcome:
     category = await categories.create_category(
-        caller.session, user_id=caller.user_id, category_in=args
+        context.session, user_id=context.user_id, category_in=args
     )
     public = CategoryPublic.model_validate(category)
     return public, f'Added category "{public.name}" (id {public.id}).'
 
 
-async def task_history(caller: Caller, args: TaskHistoryArgs) -> Outcome:
+async def task_history(context: ToolContext, args: TaskHistoryArgs) -> Outcome:
     rows, next_cursor = await history.list_task_history(
-        caller.session, user_id=caller.user_id, task_id=args.task_id, page=caller.page(args)
+        context.session, user_id=context.user_id, task_id=args.task_id, page=context.page(args)
     )
     page = page_of(HistoryPublic, rows, next_cursor)
     lines = [f"- {e.occurred_at.isoformat()} {e.action}: {e.title}" for e in page.items]
     return page, "\n".join([f"{len(lines)} entries, newest first.{_more(next_cursor)}", *lines])
 
 
-async def list_changes(caller: Caller, args: ListChangesArgs) -> Outcome:
+async def list_changes(context: ToolContext, args: ListChangesArgs) -> Outcome:
     page = await changes.list_changes(
-        caller.session,
-        user_id=caller.user_id,
+        context.session,
+        user_id=context.user_id,
         since=args.since,
         limit=args.limit,
-        signer=caller.signer,
-        retention=caller.changes_retention,
+        signer=context.signer,
+        retention=context.changes_retention,
     )
     more = " More with since=next_since." if page.has_more else ""
     lines = [f"- {c.entity} {c.id}: {c.op} (version {c.version})" for c in page.changes]
     return page, "\n".join([f"{len(lines)} change(s), oldest first.{more}", *lines])
 
 
-async def weekly_stats(caller: Caller, args: WeeklyStatsArgs) -> Outcome:
+async def weekly_stats(context: ToolContext, args: WeeklyStatsArgs) -> Outcome:
     if args.tz not in known_time_zones():
         raise InvalidInput(("tz",), "Not a known IANA time zone.", "tz_unknown")
-    week = await stats.weekly_stats(caller.session, user_id=caller.user_id, zone=ZoneInfo(args.tz))
+    week = await stats.weekly_stats(
+        context.session, user_id=context.user_id, zone=ZoneInfo(args.tz)
+    )
     return week, (
         f"{week.from_} to {week.to} ({week.tz}): {week.created} created, "
         f"{week.completed} completed; {week.open} open, {week.overdue} overdue."

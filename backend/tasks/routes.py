@@ -13,7 +13,7 @@ from backend.conditions import (
     IfNoneMatch,
     Precondition,
     not_modified,
-    represent,
+    with_etag,
 )
 from backend.deps import OwnerId, SessionDep, location
 from backend.idempotency.guard import Idempotent
@@ -57,7 +57,7 @@ async def create_task(
     retry returns the first answer instead of writing twice."""
     task = await service.create_task(session, user_id=user_id, task_in=task_in)
     response.headers["Location"] = location(request, user_id, "tasks", task.id)
-    return represent(TaskPublic, task, response)
+    return with_etag(TaskPublic, task, response)
 
 
 @router.get("/{task_id}", response_model=TaskPublic, responses=NOT_MODIFIED)
@@ -70,7 +70,7 @@ async def get_task(
 ) -> TaskPublic | Response:
     """One task, with its `ETag`; `If-None-Match` with a current ETag answers 304."""
     task = await service.get_task(session, user_id=user_id, task_id=task_id)
-    return not_modified(if_none_match, task.version) or represent(TaskPublic, task, response)
+    return not_modified(if_none_match, task.version) or with_etag(TaskPublic, task, response)
 
 
 @router.put("/{task_id}", response_model=TaskPublic, responses=PRECONDITION_FAILED)
@@ -87,7 +87,7 @@ async def replace_task(
     task = await service.update_task(
         session, user_id=user_id, task_id=task_id, changes=dict(task_in), precondition=precondition
     )
-    return represent(TaskPublic, task, response)
+    return with_etag(TaskPublic, task, response)
 
 
 @router.patch("/{task_id}", response_model=TaskPublic, responses=PRECONDITION_FAILED)
@@ -105,7 +105,7 @@ async def update_task(
     task = await service.update_task(
         session, user_id=user_id, task_id=task_id, changes=changes, precondition=precondition
     )
-    return represent(TaskPublic, task, response)
+    return with_etag(TaskPublic, task, response)
 
 
 @router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, responses=PRECONDITION_FAILED)
@@ -165,4 +165,4 @@ async def _set_completed(
         changes={"completed": completed},
         precondition=precondition,
     )
-    return represent(TaskPublic, task, response)
+    return with_etag(TaskPublic, task, response)

@@ -21,7 +21,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from uuid6 import uuid7
 
-from backend.conditions import UNCONDITIONAL, Precondition, write_once_current
+from backend.conditions import UNCONDITIONAL, Precondition, retry_stale_write
 from backend.db import LIKE_ESCAPE, like_escape, read_rows
 from backend.errors import InvalidInput, NotFound
 from backend.fields import HistoryAction, Priority
@@ -92,11 +92,11 @@ class _Listings:
 
 
 _TABLE = Task.__table__  # type: ignore[attr-defined]
-TASKS = _Listings(_TABLE)
-SEARCHED = _Listings(TASK_SEARCH)
+TABLE_LISTINGS = _Listings(_TABLE)
+SEARCH_LISTINGS = _Listings(TASK_SEARCH)
 """Searches read the search view, where PostgreSQL may use the trigram index under row
 security (`backend.models.TASK_SEARCH`); every other list reads the table."""
-SORTS = TASKS.sorts
+SORTS = TABLE_LISTINGS.sorts
 
 _ROWS = OwnedTable(Task)
 
@@ -134,7 +134,7 @@ async def list_tasks(
         chosen["uncategorized"] = None
     elif filters.category_id is not None:
         chosen["category_id"] = filters.category_id
-    listings = TASKS if filters.q is None else SEARCHED
+    listings = TABLE_LISTINGS if filters.q is None else SEARCH_LISTINGS
     return await fetch_page(
         session,
         listings.statement(frozenset(chosen)),
@@ -212,7 +212,7 @@ async def update_task(
             await work.commit(session)
         return changed
 
-    return await write_once_current(
+    return await retry_stale_write(
         session,
         write,
         precondition=precondition,
@@ -238,7 +238,7 @@ async def delete_task(
         work.changed("task", task_id, version=task.version, deleted=True)
         await work.commit(session)
 
-    await write_once_current(
+    await retry_stale_write(
         session,
         write,
         precondition=precondition,
