@@ -112,26 +112,27 @@ def not_modified(if_none_match: str | None, version: int) -> Response | None:
     return None
 
 
-async def retry_stale_write(
+async def change_current_row(
     session: AsyncSession,
-    write: Callable[[], Awaitable[T]],
     *,
+    read: Callable[[bool], Awaitable[V]],
+    change: Callable[[V], Awaitable[T]],
     precondition: Precondition,
-    reread: Callable[[], Awaitable[HasVersion]],
 ) -> T:
-    """Run `write`, a read-check-write whose write is `UPDATE ... WHERE version = :read`
-    (the ORM's version counter at the flush, or a plain statement that raises
-    `StaleDataError` itself, as the task service's do).
+    """Read the row (`read(True)`: locked until the commit, `FOR UPDATE` on PostgreSQL),
+    hold it to `If-Match`, and `change` it with statements guarded by the version read,
+    which raise `StaleDataError` where the row moved meanwhile (SQLite has no row lock).
 
-    If another writer got in between, a conditional request answers 412 with the current
-    ETag; an unconditional one is re-read and re-applied (last writer wins, and the history
-    still records exactly what each write changed).
+    Then a conditional request answers 412 with the current ETag; an unconditional one is
+    read again and changed again (last writer wins, and the history still records exactly
+    what each write changed).
     """
     for _ in range(MAX_ATTEMPTS):
+        row = precondition.check(await read(True))
         try:
-            return await write()
+            return await change(row)
         except StaleDataError:
             await session.rollback()
             if precondition.given:
-                raise PreconditionFailed(etag_of((await reread()).version)) from None
+                raise PreconditionFailed(etag_of((await read(False)).version)) from None
     raise Conflict("The resource is changing too fast; try again.")

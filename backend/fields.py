@@ -78,11 +78,15 @@ _TRIMMED_LINE = (
     AfterValidator(_plain_text),
     AfterValidator(_single_line),
 )
+TITLE_MAX_LENGTH = 200
+"""A task's title, in the API and in the `tasks` and `task_history` columns."""
 Title = Annotated[
     str,
     *_TRIMMED_LINE,
-    StringConstraints(min_length=1, max_length=200),
-    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200, "pattern": _NO_CONTROLS}),
+    StringConstraints(min_length=1, max_length=TITLE_MAX_LENGTH),
+    WithJsonSchema(
+        {"type": "string", "minLength": 1, "maxLength": TITLE_MAX_LENGTH, "pattern": _NO_CONTROLS}
+    ),
 ]
 CategoryName = Annotated[
     str,

@@ -23,6 +23,7 @@ from uuid6 import uuid7
 from backend.db import UTCDateTime
 from backend.fields import (
     DEFAULT_LIMIT,
+    TITLE_MAX_LENGTH,
     CategoryName,
     ChangeEntity,
     ChangeOp,
@@ -181,7 +182,7 @@ class Task(TaskBase, Versioned, table=True):
 
     user_id: str = _owner_key()
     id: UUID = Field(default_factory=uuid7, primary_key=True)
-    title: str = Field(max_length=200)
+    title: str = Field(max_length=TITLE_MAX_LENGTH)
     description: str | None = Field(default=None, max_length=5000)
     priority: Priority = Field(default=Priority.none, sa_type=PriorityType, nullable=False)
     due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -292,7 +293,7 @@ class TaskHistory(SQLModel, table=True):
     task_id: UUID
     action: HistoryAction = Field(sa_type=String(16), nullable=False)
     changes: dict[str, Any] = Field(sa_type=JSON().with_variant(JSONB(), "postgresql"))
-    title: str = Field(max_length=200)
+    title: str = Field(max_length=TITLE_MAX_LENGTH)
     occurred_at: datetime = _timestamp()
 
 

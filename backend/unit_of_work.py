@@ -50,7 +50,7 @@ class UnitOfWork:
     def execute(self, statement: Executable, params: dict[str, Any], *, guarded: bool) -> None:
         """Run `statement` with `params` at the commit. A `guarded` one is an `UPDATE` or
         `DELETE ... WHERE version = :read`: if it touches no row, its row moved since it was
-        read, and the commit raises `StaleDataError` (for `retry_stale_write`) instead."""
+        read, and the commit raises `StaleDataError` (for `change_current_row`) instead."""
         self._statements.append(_Statement(statement, params, guarded))
 
     def record(

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 from uuid6 import uuid7
 
-from backend.conditions import UNCONDITIONAL, Precondition, retry_stale_write
+from backend.conditions import UNCONDITIONAL, Precondition, change_current_row
 from backend.errors import Conflict, NotFound
 from backend.models import Category, CategoryCreate, CategoryPublic, PageQuery
 from backend.owned import OwnedTable, owned_by
@@ -85,10 +85,7 @@ async def update_category(
 ) -> CategoryPublic:
     """Apply `changes` (field: new value); a change that changes nothing writes nothing."""
 
-    async def write() -> CategoryPublic:
-        category = precondition.check(
-            await get_category(session, user_id=user_id, category_id=category_id, for_update=True)
-        )
+    async def change(category: CategoryPublic) -> CategoryPublic:
         updates = {
             field: value for field, value in changes.items() if getattr(category, field) != value
         }
@@ -104,11 +101,13 @@ async def update_category(
         await _commit(session, work)
         return changed
 
-    return await retry_stale_write(
+    return await change_current_row(
         session,
-        write,
+        read=lambda locked: get_category(
+            session, user_id=user_id, category_id=category_id, for_update=locked
+        ),
+        change=change,
         precondition=precondition,
-        reread=lambda: get_category(session, user_id=user_id, category_id=category_id),
     )
 
 
@@ -121,10 +120,7 @@ async def delete_category(
 ) -> None:
     """Delete a category; its tasks stay, uncategorized, each with a history entry."""
 
-    async def write() -> None:
-        category = precondition.check(
-            await get_category(session, user_id=user_id, category_id=category_id, for_update=True)
-        )
+    async def change(category: CategoryPublic) -> None:
         work = UnitOfWork(user_id)
         await uncategorize_tasks(session, work=work, category_id=category_id)
         params = _ROWS.params(user_id, category_id, read_version=category.version)
@@ -132,11 +128,13 @@ async def delete_category(
         work.changed("category", category_id, version=category.version, deleted=True)
         await work.commit(session)
 
-    await retry_stale_write(
+    await change_current_row(
         session,
-        write,
+        read=lambda locked: get_category(
+            session, user_id=user_id, category_id=category_id, for_update=locked
+        ),
+        change=change,
         precondition=precondition,
-        reread=lambda: get_category(session, user_id=user_id, category_id=category_id),
     )
 
 

@@ -179,11 +179,11 @@ async def update_task(context: ToolContext, args: UpdateTaskArgs) -> Outcome:
 
 
 async def _set_completed(context: ToolContext, args: TaskWrite, completed: bool) -> TaskPublic:
-    return await tasks.update_task(
+    return await tasks.set_completed(
         context.session,
         user_id=context.user_id,
         task_id=args.task_id,
-        changes={"completed": completed},
+        completed=completed,
         precondition=_precondition(args),
     )
 

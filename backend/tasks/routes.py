@@ -4,14 +4,12 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response, status
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.conditions import (
     NOT_MODIFIED,
     PRECONDITION_FAILED,
     IfMatchDep,
     IfNoneMatch,
-    Precondition,
     not_modified,
     with_etag,
 )
@@ -130,7 +128,10 @@ async def complete_task(
     response: Response,
 ) -> TaskPublic:
     """Mark the task completed; completing a completed task changes nothing."""
-    return await _set_completed(session, user_id, task_id, True, precondition, response)
+    task = await service.set_completed(
+        session, user_id=user_id, task_id=task_id, completed=True, precondition=precondition
+    )
+    return with_etag(TaskPublic, task, response)
 
 
 @router.patch(
@@ -147,22 +148,7 @@ async def reopen_task(
     response: Response,
 ) -> TaskPublic:
     """Mark the task open again; reopening an open task changes nothing."""
-    return await _set_completed(session, user_id, task_id, False, precondition, response)
-
-
-async def _set_completed(
-    session: AsyncSession,
-    user_id: str,
-    task_id: UUID,
-    completed: bool,
-    precondition: Precondition,
-    response: Response,
-) -> TaskPublic:
-    task = await service.update_task(
-        session,
-        user_id=user_id,
-        task_id=task_id,
-        changes={"completed": completed},
-        precondition=precondition,
+    task = await service.set_completed(
+        session, user_id=user_id, task_id=task_id, completed=False, precondition=precondition
     )
     return with_etag(TaskPublic, task, response)

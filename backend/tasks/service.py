@@ -21,7 +21,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from uuid6 import uuid7
 
-from backend.conditions import UNCONDITIONAL, Precondition, retry_stale_write
+from backend.conditions import UNCONDITIONAL, Precondition, change_current_row
 from backend.db import LIKE_ESCAPE, like_escape, read_rows
 from backend.errors import InvalidInput, NotFound
 from backend.fields import HistoryAction, Priority
@@ -182,10 +182,7 @@ async def update_task(
     The row is read locked (`FOR UPDATE` on PostgreSQL) and written back guarded by the
     version read, with its history and feed entries."""
 
-    async def write() -> TaskPublic:
-        task = precondition.check(
-            await get_task(session, user_id=user_id, task_id=task_id, for_update=True)
-        )
+    async def change(task: TaskPublic) -> TaskPublic:
         if changes.get("category_id") not in (None, task.category_id):
             await _check_category(session, user_id=user_id, category_id=changes["category_id"])
         diff = {
@@ -212,11 +209,30 @@ async def update_task(
             await work.commit(session)
         return changed
 
-    return await retry_stale_write(
+    return await change_current_row(
         session,
-        write,
+        read=lambda locked: get_task(session, user_id=user_id, task_id=task_id, for_update=locked),
+        change=change,
         precondition=precondition,
-        reread=lambda: get_task(session, user_id=user_id, task_id=task_id),
+    )
+
+
+async def set_completed(
+    session: AsyncSession,
+    *,
+    user_id: str,
+    task_id: UUID,
+    completed: bool,
+    precondition: Precondition = UNCONDITIONAL,
+) -> TaskPublic:
+    """Complete or reopen a task (REST `complete` / `incomplete`, MCP); a no-op when it
+    already is."""
+    return await update_task(
+        session,
+        user_id=user_id,
+        task_id=task_id,
+        changes={"completed": completed},
+        precondition=precondition,
     )
 
 
@@ -227,10 +243,7 @@ async def delete_task(
     task_id: UUID,
     precondition: Precondition = UNCONDITIONAL,
 ) -> None:
-    async def write() -> None:
-        task = precondition.check(
-            await get_task(session, user_id=user_id, task_id=task_id, for_update=True)
-        )
+    async def change(task: TaskPublic) -> None:
         work = UnitOfWork(user_id)
         params = _ROWS.params(user_id, task_id, read_version=task.version)
         work.execute(_ROWS.delete, params, guarded=True)
@@ -238,11 +251,11 @@ async def delete_task(
         work.changed("task", task_id, version=task.version, deleted=True)
         await work.commit(session)
 
-    await retry_stale_write(
+    await change_current_row(
         session,
-        write,
+        read=lambda locked: get_task(session, user_id=user_id, task_id=task_id, for_update=locked),
+        change=change,
         precondition=precondition,
-        reread=lambda: get_task(session, user_id=user_id, task_id=task_id),
     )
 
 
