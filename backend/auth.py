@@ -188,8 +188,8 @@ class JwksVerifier:
 
 class RememberingVerifier:
     """Another verifier's acceptances, remembered: a client sends the same token with every
-    request until it expires, and checking its signature and claims again (PyJWT) is about
-    a twentieth of a list request's instructions (specs/performance.md).
+    request until it expires, and checking its signature and claims again (PyJWT) each time
+    costs (optimisation 17 in specs/performance.md).
 
     A token is remembered under its SHA-256 digest until the claim policy would stop
     accepting it, never longer than `seconds`, and, with fetched keys (JWKS), no longer

@@ -115,7 +115,7 @@ def session_limits(settings: Settings) -> dict[str, str]:
     And plans made for the values at hand: psycopg prepares a statement after a few runs,
     and PostgreSQL may then switch to a generic plan, blind to the owner and the search
     text. One plan for a user of 100 tasks and one of 100,000, or for a common word and an
-    absent one, is wrong for one of them (a search went from 0.3 ms to 130 ms); planning
+    absent one, is wrong for one of them (optimisation 15 in specs/performance.md); planning
     these small statements again costs far less than that."""
     return {
         "timezone": "UTC",
@@ -219,10 +219,9 @@ async def end_session(session: AsyncSession, *, commit: bool) -> None:
 
     For a transaction that wrote nothing `COMMIT` is the same as the `ROLLBACK` of closing,
     but psycopg forgets a connection's prepared statements at every `ROLLBACK`, so only
-    this way do the hot reads get prepared. Both steps are one call into the sync session:
-    every `AsyncSession` call runs in a greenlet of its own, and each new greenlet maps a
-    fresh 16 KiB stack for its Python frames and unmaps it after, two system calls and a
-    page fault (~9 µs) per call (specs/performance.md)."""
+    this way do the hot reads get prepared (optimisation 9). Both steps are one call into
+    the sync session: every `AsyncSession` call runs in a greenlet of its own, whose fresh
+    stack costs system calls (optimisation 4 in specs/performance.md)."""
 
     def end(sync_session: orm.Session) -> None:
         try:

@@ -37,7 +37,7 @@ class OwnerGuard(SecurityBase):
     every request, cached or not, so the guard opens the session itself and is itself the
     bearer security scheme the OpenAPI document shows (FastAPI documents a dependency that
     is a `SecurityBase` as one), and the routes read what it accepted through `OwnerId` and
-    `CallerDep`, which have none (specs/performance.md).
+    `CallerDep`, which have none (optimisation 2 in specs/performance.md).
     """
 
     def __init__(self, description: str) -> None:

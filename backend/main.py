@@ -65,9 +65,9 @@ logger = logging.getLogger("todo_api")
 def serve_app() -> FastAPI:
     """The app as each server process runs it (`todo-api serve`, every worker): built, then
     all the imports and the build allocated moved out of the garbage collector's reach
-    (`gc.freeze`). Otherwise each full collection walks those ~175,000 objects again: under
-    load about one a second, ~70 ms each with the event loop stopped, which was a list
-    page's p99 (specs/performance.md). Not for tests, which build many apps in one process:
+    (`gc.freeze`). Otherwise each full collection walks those objects again, with the event
+    loop stopped, which was a list page's p99 (optimisation 7 in specs/performance.md). Not
+    for tests, which build many apps in one process:
     frozen cycles are never freed. Its log records skip the fields no format shows
     (`lean_log_records`)."""
     lean_log_records()
@@ -139,8 +139,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(Observe, metrics=app.state.metrics)
 
     # Each domain router straight onto the app, behind the guard: FastAPI walks a nested
-    # router's candidates on every request, and one level less saved 2% of a task list's
-    # instructions, 11% of `/me`'s (specs/performance.md). Tasks first: routes are tried
+    # router's candidates on every request (optimisation 18 in specs/performance.md). Tasks
+    # first: routes are tried
     # in order.
     for router in (
         tasks_router,

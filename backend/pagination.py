@@ -98,8 +98,8 @@ class ListQuery(Generic[QueryModel]):
     list's route documents it with `openapi_extra=...openapi`.
 
     FastAPI reads a query model, or a parameter, field by field on every request, sent or
-    not, walking each field's annotation (~5 µs a field): a task list's nine cost 15% of
-    its instructions (specs/performance.md). Pydantic validates the whole query string in
+    not, walking each field's annotation (optimisation 5 in specs/performance.md).
+    Pydantic validates the whole query string in
     one call, with the same messages; the errors are FastAPI's, under `query`."""
 
     def __init__(self, model: type[QueryModel]) -> None:
