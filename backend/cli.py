@@ -172,15 +172,16 @@ def seed(
 @app.command()
 def prune() -> None:
     """Forget what is no longer kept: deletions older than CHANGES_RETENTION_DAYS in the
-    change feed, and expired idempotency keys. Safe while serving. Run it as the schema's
-    owner, as migrations are: row-level security hides every row from the service's role."""
+    change feed, and expired idempotency keys. Safe while serving. Run it as a superuser or
+    a BYPASSRLS role (docker-compose's `todo`, which migrates): row-level security hides
+    every row from the service's role."""
     settings = _settings()
 
     async def run() -> tuple[int, int]:
         engine = db.create_engine(settings)
         try:
             async with engine.connect() as connection:
-                await db.see_every_user(connection)
+                await db.for_maintenance(connection)
                 now = db.utcnow()
                 retention = timedelta(days=settings.changes_retention_days)
                 changes = await prune_changes(connection, retention=retention, now=now)
@@ -195,8 +196,8 @@ def prune() -> None:
     except DBAPIError as exc:  # unreachable, or a role that row-level security holds
         where = make_url(settings.database_url).render_as_string(hide_password=True)
         typer.echo(
-            f"todo-api: cannot prune {where} ({type(exc).__name__}): run it as the schema's "
-            "owner, as migrations are",
+            f"todo-api: cannot prune {where} ({type(exc).__name__}): it needs a role that "
+            "row-level security does not hold (a superuser or BYPASSRLS), and the database",
             err=True,
         )
         raise typer.Exit(1) from None

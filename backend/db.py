@@ -246,19 +246,20 @@ async def scope_to(session: AsyncSession, **settings: str) -> None:
         await (await session.connection()).run_sync(apply)
 
 
-async def see_every_user(connection: AsyncConnection) -> None:
-    """Lift row-level security on `connection` for maintenance across users (`todo-api
-    prune`); PostgreSQL then refuses any statement a policy would still hold, so a role
-    without the right fails loudly instead of finding nothing. Nothing on SQLite."""
+async def for_maintenance(connection: AsyncConnection) -> None:
+    """Make `connection` fit for maintenance across users (`todo-api prune`): row-level
+    security lifted, so that PostgreSQL refuses any statement a policy would still hold
+    (a role that is neither a superuser nor `BYPASSRLS` fails loudly instead of finding
+    nothing), and no statement timeout. Nothing on SQLite."""
     if connection.dialect.name == "postgresql":
-        await connection.exec_driver_sql("SET row_security = off")
+        await connection.exec_driver_sql("SET row_security = off; SET statement_timeout = 0")
 
 
 _ABANDONED: set["asyncio.Task[Any]"] = set()
-"""Tasks given up on by `finished_within`, kept referenced until they have wound down."""
+"""Tasks given up on by `wait_or_abandon`, kept referenced until they have wound down."""
 
 
-async def finished_within(task: "asyncio.Task[Any]", seconds: float) -> bool:
+async def wait_or_abandon(task: "asyncio.Task[Any]", seconds: float) -> bool:
     """Whether `task` (database work) finished within `seconds`; if not, it is cancelled
     and left to wind down in the background.
 

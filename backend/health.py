@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import literal, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.db import finished_within
+from backend.db import wait_or_abandon
 from backend.errors import DatabaseUnavailable
 from backend.openapi import PROBLEM_RESPONSES
 
@@ -17,6 +17,7 @@ HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
 """Answered without the request deadline or a rate budget: they must answer while the
 database does not, and orchestrators call them often."""
 READY_TIMEOUT_SECONDS = 1.0
+_PING = select(literal(1))
 
 
 class ReadinessProbe:
@@ -24,7 +25,7 @@ class ReadinessProbe:
     waits at most `timeout` for the answer.
 
     The question runs in a task of its own, given up on without waiting for the driver to
-    give up (`db.finished_within`). A probe that finds a question still out waits on that
+    give up (`db.wait_or_abandon`). A probe that finds a question still out waits on that
     one rather than piling another connection onto a database that does not answer, and
     one that finds it given up on answers at once. A connection that did not answer in
     time is discarded, not pooled again.
@@ -41,7 +42,7 @@ class ReadinessProbe:
         question = self._question
         if question.cancelling():
             return False  # an earlier probe gave up on it: the database is not answering
-        if not await finished_within(question, self._timeout):
+        if not await wait_or_abandon(question, self._timeout):
             logger.warning("not ready: the database did not answer within %ss", self._timeout)
             return False
         if question.cancelled() or (error := question.exception()) is not None:
@@ -54,7 +55,7 @@ class ReadinessProbe:
     async def _ask(self) -> None:
         async with self._engine.connect() as connection:
             try:
-                await connection.execute(select(literal(1)))
+                await connection.execute(_PING)
             except BaseException:
                 await connection.invalidate()
                 raise

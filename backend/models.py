@@ -14,6 +14,7 @@ from sqlalchemy import (
     UniqueConstraint,
     column,
     table,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import declared_attr
@@ -328,6 +329,13 @@ class Change(SQLModel, table=True):
     __table_args__ = (
         ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_changes_user"),
         UniqueConstraint("user_id", "seq", name="uq_changes_user_seq"),
+        # Not owner-first: `todo-api prune` finds every user's old deletions.
+        Index(
+            "ix_changes_deletions",
+            "changed_at",
+            postgresql_where=text("op = 'delete'"),
+            sqlite_where=text("op = 'delete'"),
+        ),
     )
 
     user_id: str = _owner_key()

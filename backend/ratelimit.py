@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.asgi import route_path
 from backend.config import Settings
-from backend.db import finished_within
+from backend.db import wait_or_abandon
 from backend.errors import RateLimited
 from backend.health import HEALTH_PATHS
 
@@ -157,7 +157,10 @@ class RateLimiter:
 
     def _fail_over(self, exc: Exception) -> None:
         """Count in process memory from now on, until a task of its own finds Redis
-        answering again: no request waits on a reconnection."""
+        answering again: no request waits on a reconnection. Checks in flight when Redis
+        went away fail too; one task reconnects for all of them."""
+        if self._reconnecting is not None:
+            return
         logger.warning(
             "rate-limit storage unavailable (%s): counting in this process, trying Redis "
             "again every %ss",
@@ -171,7 +174,7 @@ class RateLimiter:
         while True:
             await asyncio.sleep(REDIS_RETRY_SECONDS)
             ping = asyncio.create_task(self.shared.check())
-            if await finished_within(ping, self._redis_timeout) and ping.result():
+            if await wait_or_abandon(ping, self._redis_timeout) and ping.result():
                 break
         logger.warning("rate-limit storage answers again: counting in Redis")
         self._reconnecting = None

@@ -195,6 +195,28 @@ def test_list_changes_with_a_token_older_than_the_feed_keeps_is_410(
     assert "start a new sync" in body["detail"]
 
 
+def test_a_token_while_pages_follow_keeps_the_time_its_paging_started_from(
+    client: TestClient, auth: AuthFactory, make_task: Factory
+) -> None:
+    """A client that stops half way holds a token no younger than the deletions it has not
+    read yet: it expires with them (410) rather than outlive them (decision 30)."""
+    signer: CursorSigner = client.app.state.cursor_signer  # type: ignore[attr-defined]
+    for title in ("A", "B", "C"):
+        make_task(title=title)
+    ten_days_ago = int(time.time()) - 10 * 24 * 3600
+    since = signer.encode("alice", "changes", [0, 0, ten_days_ago])
+
+    middle = _changes(client, auth, since, limit=2)
+    end = _changes(client, auth, middle["next_since"], limit=2)
+    started = int(time.time())
+    first = _changes(client, auth, limit=2)
+
+    assert (middle["has_more"], end["has_more"], first["has_more"]) == (True, False, True)
+    assert signer.decode("alice", "changes", middle["next_since"])[2] == ten_days_ago
+    assert signer.decode("alice", "changes", end["next_since"])[2] >= started - 1
+    assert started - 1 <= signer.decode("alice", "changes", first["next_since"])[2] <= started + 1
+
+
 @pytest.mark.parametrize("limit", [0, 501, "many"])
 def test_list_changes_with_a_limit_out_of_range_is_422(
     client: TestClient, auth: AuthFactory, limit: int | str

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from backend.models import IdempotencyRecord, PersonalToken, Task, TaskHistory
+from backend.models import Category, IdempotencyRecord, PersonalToken, Task, TaskHistory
 from tests.conftest import AuthFactory, Headers, assert_problem
 
 TASKS = "/api/alice/tasks"
@@ -63,15 +63,17 @@ def test_create_task_retried_replays_first_response(
     assert (record.user_id, record.key, record.status_code) == ("alice", "rent-1", 201)
 
 
-async def _retry_create(app: FastAPI, headers: Headers) -> list[httpx2.Response]:
+async def _retry_create(
+    app: FastAPI, headers: Headers, path: str = TASKS, body: dict[str, str] = BODY
+) -> list[httpx2.Response]:
     """Five retries at once, then five one after the other, through the ASGI app."""
     async with app.router.lifespan_context(app):
         transport = httpx2.ASGITransport(app=app)
         async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
             together = await asyncio.gather(
-                *(client.post(TASKS, json=BODY, headers=headers) for _ in range(5))
+                *(client.post(path, json=body, headers=headers) for _ in range(5))
             )
-            one_by_one = [await client.post(TASKS, json=BODY, headers=headers) for _ in range(5)]
+            one_by_one = [await client.post(path, json=body, headers=headers) for _ in range(5)]
     return [*together, *one_by_one]
 
 
@@ -89,6 +91,26 @@ def test_create_task_retried_concurrently_stores_one_task(
     assert len(tasks(db)) == 1
     assert history(db) == ["created"]
     assert len(records(db)) == 1
+
+
+def test_create_category_retried_concurrently_answers_the_first_answer(
+    app: FastAPI, auth: AuthFactory, db: Session
+) -> None:
+    """The retries that lose the race fail on the name the first one took: they answer
+    the first's answer, not their own 409."""
+    app.state.known_users.clear()
+
+    responses = asyncio.run(
+        _retry_create(app, keyed(auth, "home-1"), "/api/alice/categories", {"name": "Home"})
+    )
+
+    assert {(response.status_code, response.content) for response in responses} == {
+        (201, responses[0].content)
+    }
+    assert sum(REPLAYED not in response.headers for response in responses) == 1
+    db.expire_all()
+    assert len(db.exec(select(Category)).all()) == 1
+    assert [record.status_code for record in records(db)] == [201]
 
 
 def test_create_task_with_reused_key_and_other_body_is_422(

@@ -38,7 +38,7 @@ from backend.owned import OWNER, owned_by
 from backend.pagination import CursorSigner, bad_cursor
 
 FEED_SCOPE = "changes"
-SEQ_SLACK_SECONDS = 3600
+PRUNE_MARGIN_SECONDS = 3600
 """Deletions are pruned this long after a token of their age stops being accepted: a
 deletion is stamped when its write starts, a token when its read ends."""
 
@@ -174,12 +174,18 @@ async def list_changes(
     signer: CursorSigner,
     retention: timedelta,
 ) -> ChangesPage:
-    """The changes after `since` (every live entity, without it), at most `limit`."""
+    """The changes after `since` (every live entity, without it), at most `limit`.
+
+    A token carries the time from which its holder has seen every deletion: the end of the
+    read that reached the end of the feed, or, while pages follow (`has_more`), the time
+    of the token the paging started from (of the head read, for a sync that starts over):
+    a client that stops half way must not hold a token younger than what it missed."""
     if since is None:
+        seen_at = int(time.time())
         _, head = await read_rows(session, _HEAD, {OWNER: user_id})
         after, deletes_after = 0, head[0][0] if head else 0
     else:
-        after, deletes_after = _read_token(signer, user_id, since, retention)
+        after, deletes_after, seen_at = _read_token(signer, user_id, since, retention)
     params = {OWNER: user_id, "after": after, "deletes_after": deletes_after, "limit": limit + 1}
     names, rows = await read_rows(session, _FEED, params)
     records = [dict(zip(names, row, strict=True)) for row in rows]
@@ -189,7 +195,15 @@ async def list_changes(
         after = records[-1]["seq"]
     return ChangesPage(
         changes=[_change(record) for record in records],
-        next_since=_token(signer, user_id, after, deletes_after if deletes_after > after else 0),
+        next_since=signer.encode(
+            user_id,
+            FEED_SCOPE,
+            [
+                after,
+                deletes_after if deletes_after > after else 0,
+                seen_at if has_more else int(time.time()),
+            ],
+        ),
         has_more=has_more,
     )
 
@@ -210,20 +224,16 @@ def _change(record: dict[str, Any]) -> TaskChange | CategoryChange:
     )
 
 
-def _token(signer: CursorSigner, user_id: str, after: int, deletes_after: int) -> str:
-    return signer.encode(user_id, FEED_SCOPE, [after, deletes_after, int(time.time())])
-
-
 def _read_token(
     signer: CursorSigner, user_id: str, token: str, retention: timedelta
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
     values = signer.decode(user_id, FEED_SCOPE, token, field="since")
     if len(values) != 3 or not all(type(value) is int for value in values):
         raise bad_cursor("since")
-    after, deletes_after, issued_at = values
-    if time.time() - issued_at > retention.total_seconds():
+    after, deletes_after, seen_at = values
+    if time.time() - seen_at > retention.total_seconds():
         raise SyncExpired
-    return after, deletes_after
+    return after, deletes_after, seen_at
 
 
 _PRUNE = delete(_CHANGES).where(
@@ -234,5 +244,5 @@ _PRUNE = delete(_CHANGES).where(
 async def prune_changes(connection: AsyncConnection, *, retention: timedelta, now: datetime) -> int:
     """Forget every user's deletions older than any token still accepted; how many
     (`todo-api prune`, on a connection that row-level security does not hold)."""
-    before = now - retention - timedelta(seconds=SEQ_SLACK_SECONDS)
+    before = now - retention - timedelta(seconds=PRUNE_MARGIN_SECONDS)
     return (await connection.execute(_PRUNE, {"before": before})).rowcount

@@ -14,6 +14,7 @@ nothing; after it, the answer is there.
 import hashlib
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -149,13 +150,37 @@ async def _commit_with_answer(
     session: AsyncSession, key: Key, held: list[Message]
 ) -> Response | None:
     """Store a success with its write and commit both; None to send the held answer, or
-    the answer to send instead. A failure is not stored: its write (if any) rolls back
-    when the session ends, and a retry runs again."""
+    the answer to send instead.
+
+    A request with the same key that was in flight at the same time may have committed
+    first: this one's answer then fails to store on the key, or this one failed because of
+    that write (a taken name, a moved version). Either way its own write rolls back and it
+    answers the first's answer. A failure with no such answer is not stored, and a retry
+    runs again."""
     start = next((m for m in held if m["type"] == "http.response.start"), None)
-    if start is None or not 200 <= start["status"] < 300:
-        return None
     now = utcnow()
-    answer = IdempotencyRecord(
+    try:
+        if start is not None and 200 <= start["status"] < 300:
+            answer = _answer(key, start, held, now)
+            try:
+                await session.run_sync(_store_and_commit, answer)
+                return None
+            except IntegrityError:  # the same key committed first
+                pass
+        await session.rollback()
+        first = await service.find_answer(session, user_id=key.user_id, key=key.key, now=now)
+    except DATABASE_ERRORS as exc:
+        await session.rollback()
+        return database_error(exc).response()  # logs the error's type only
+    if first is not None:
+        return _stored_answer(first, key)
+    if start is None or 200 <= start["status"] < 300:
+        return Conflict("Another request with this Idempotency-Key; try again.").response()
+    return None
+
+
+def _answer(key: Key, start: Message, held: list[Message], now: datetime) -> IdempotencyRecord:
+    return IdempotencyRecord(
         user_id=key.user_id,
         key=key.key,
         fingerprint=key.fingerprint,
@@ -172,19 +197,7 @@ async def _commit_with_answer(
         expires_at=now + service.LIFETIME,
     )
 
-    def commit(sync_session: Session) -> None:
-        service.store_answer(sync_session.connection(), answer)
-        sync_session.commit()
 
-    try:
-        await session.run_sync(commit)
-    except IntegrityError:  # the same key committed first: this write rolls back
-        await session.rollback()
-        first = await service.find_answer(session, user_id=key.user_id, key=key.key, now=now)
-        if first is None:
-            return Conflict("Another request with this Idempotency-Key; try again.").response()
-        return _stored_answer(first, key)
-    except DATABASE_ERRORS as exc:
-        await session.rollback()
-        return database_error(exc).response()  # logs the error's type only
-    return None
+def _store_and_commit(sync_session: Session, answer: IdempotencyRecord) -> None:
+    service.store_answer(sync_session.connection(), answer)
+    sync_session.commit()

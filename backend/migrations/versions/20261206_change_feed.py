@@ -44,6 +44,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("user_id", "entity", "entity_id"),
         sa.UniqueConstraint("user_id", "seq", name="uq_changes_user_seq"),
     )
+    # Not owner-first: `todo-api prune` finds every user's old deletions.
+    deletions = sa.text("op = 'delete'")
+    op.create_index(
+        "ix_changes_deletions",
+        "changes",
+        ["changed_at"],
+        postgresql_where=deletions,
+        sqlite_where=deletions,
+    )
     op.execute(
         """
         INSERT INTO changes (user_id, entity, entity_id, seq, op, version, changed_at)
