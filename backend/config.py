@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     request_concurrency: int | None = Field(default=None, ge=1)
     """User requests a worker works on at once, each from the acceptance of its token
     (default: `db_pool_size`); the others wait their turn in order, at most
-    `db_pool_timeout_seconds`, then 503 `db_unavailable` (`middleware.Turns`)."""
+    `db_pool_timeout_seconds`, then 503 `db_unavailable` (`middleware.RequestConcurrency`)."""
     changes_retention_days: int = Field(default=30, ge=1)
     """How long a deletion stays in the change feed; an older sync token answers 410."""
     rate_limit_enabled: bool = True

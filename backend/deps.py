@@ -31,7 +31,7 @@ class OwnerGuard(SecurityBase):
     token, count the request against its subject's rate budget before any other work, then
     let it act only for the path's `{user_id}` (the subject, byte for byte), within the
     token's scope (reads for `read`, anything else `write`), once it has its turn
-    (`middleware.Turns`).
+    (`middleware.RequestConcurrency`).
 
     One dependency with no sub-dependencies: FastAPI solves every dependency's sub-tree on
     every request, cached or not, so the guard opens the session itself and is itself the

@@ -23,8 +23,8 @@ from backend.middleware import (
     CatchUnexpected,
     Deadline,
     LimitBody,
+    RequestConcurrency,
     SessionPerRequest,
-    Turns,
 )
 from backend.observability import Metrics, Observe, lean_log_records, metrics_router
 from backend.openapi import PROBLEM_RESPONSES, TAGS, TodoAPI
@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = db.create_sessionmaker(engine, settings)
         app.state.readiness = health.ReadinessProbe(engine)
-        app.state.turns = Turns(
+        app.state.turns = RequestConcurrency(
             settings.request_concurrency or settings.db_pool_size,
             wait_seconds=settings.db_pool_timeout_seconds,
         )

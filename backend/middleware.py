@@ -28,7 +28,7 @@ logger = logging.getLogger("todo_api")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-class Turns:
+class RequestConcurrency:
     """At most `limit` requests at a time do their work; the others wait their turn in
     order of arrival (a fair semaphore), at most `wait_seconds`, then 503 `db_unavailable`,
     as a pool timeout answers.
@@ -64,7 +64,9 @@ class RequestSession:
 
     __slots__ = ("_has_turn", "_session", "_sessionmaker", "_turns")
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], turns: Turns) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], turns: RequestConcurrency
+    ) -> None:
         self._sessionmaker = sessionmaker
         self._turns = turns
         self._session: AsyncSession | None = None

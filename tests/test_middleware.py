@@ -1,4 +1,4 @@
-"""Turns: at most so many requests at work, the others in order of arrival, each turn
+"""RequestConcurrency: at most so many requests at work, the others in order of arrival, each turn
 given back however its request ends."""
 
 import asyncio
@@ -15,13 +15,18 @@ from starlette.types import Message, Receive, Scope, Send
 from backend.config import Settings
 from backend.errors import DatabaseUnavailable
 from backend.main import create_app
-from backend.middleware import RequestSession, SessionPerRequest, Turns, request_session
+from backend.middleware import (
+    RequestConcurrency,
+    RequestSession,
+    SessionPerRequest,
+    request_session,
+)
 from tests.conftest import AuthFactory
 
 
 def test_requests_past_the_limit_wait_their_turn_in_order_of_arrival() -> None:
     async def scenario() -> tuple[list[int], int]:
-        turns = Turns(2, wait_seconds=5)
+        turns = RequestConcurrency(2, wait_seconds=5)
         started: list[int] = []
         release = asyncio.Event()
         running = most = 0
@@ -52,7 +57,7 @@ def test_requests_past_the_limit_wait_their_turn_in_order_of_arrival() -> None:
 
 def test_a_request_that_waits_past_the_pool_timeout_is_db_unavailable() -> None:
     async def scenario() -> None:
-        turns = Turns(1, wait_seconds=0.05)
+        turns = RequestConcurrency(1, wait_seconds=0.05)
         await turns.take()
         waiting = RequestSession(async_sessionmaker(class_=AsyncSession), turns)
         with pytest.raises(DatabaseUnavailable):
@@ -69,7 +74,7 @@ def test_the_session_middleware_gives_the_turn_back_however_the_request_ends(
     ending: str,
 ) -> None:
     async def scenario() -> bool:
-        turns = Turns(1, wait_seconds=0.05)
+        turns = RequestConcurrency(1, wait_seconds=0.05)
 
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
             await request_session(scope).take_turn()
@@ -116,7 +121,7 @@ def test_every_user_request_gives_its_turn_back(
 def test_turns_default_to_the_pool_size(settings: Settings) -> None:
     def turns(update: dict[str, int]) -> int:
         with TestClient(create_app(settings.model_copy(update=update))) as client:
-            app_turns: Turns = client.app.state.turns  # type: ignore[attr-defined]
+            app_turns: RequestConcurrency = client.app.state.turns  # type: ignore[attr-defined]
             return app_turns._turns._value
 
     assert turns({"db_pool_size": 7}) == 7
