@@ -17,7 +17,6 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import declared_attr
 from sqlmodel import Field, SQLModel
 from uuid6 import uuid7
 
@@ -68,16 +67,12 @@ def _timestamp() -> Any:
 
 
 class Versioned(SQLModel):
-    """A row clients edit concurrently: its version is its ETag and guards every write."""
+    """A row clients edit concurrently: its version is its ETag and guards every write
+    (`OwnedTable.update` and `.delete` match the version read)."""
 
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
     version: int = 1
-
-    @declared_attr.directive
-    def __mapper_args__(cls) -> dict[str, Any]:
-        """Every flush of a change is `UPDATE ... WHERE version = :read`, bumping it."""
-        return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]
 
 
 # A user, as last seen in a token's claims.
