@@ -18,7 +18,6 @@ from pydantic import TypeAdapter
 from sqlalchemy import Connection, and_, bindparam, delete, literal, or_, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.dml import Insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db import read_rows
@@ -47,16 +46,12 @@ _TASKS = TaskPublic.model_fields
 _CATEGORIES = CategoryPublic.model_fields
 
 
-def _upsert(dialect: Any) -> Insert:
-    statement: Any = dialect.insert(_CHANGES)
-    upsert: Insert = statement.on_conflict_do_update(
-        index_elements=["user_id", "entity", "entity_id"],
-        set_={name: statement.excluded[name] for name in ("seq", "op", "version", "changed_at")},
-    )
-    return upsert
-
-
-_UPSERT = _upsert(sqlite)
+_INSERT = sqlite.insert(_CHANGES)
+_UPSERT = _INSERT.on_conflict_do_update(
+    index_elements=["user_id", "entity", "entity_id"],
+    set_={name: _INSERT.excluded[name] for name in ("seq", "op", "version", "changed_at")},
+)
+"""SQLite: store numbered changes, each replacing its entity's last."""
 _NUMBER = (
     update(_USERS)
     .where(owned_by(_USERS.c.id))

@@ -158,9 +158,10 @@ async def _commit_with_answer(
     answers the first's answer. A failure with no such answer is not stored, and a retry
     runs again."""
     start = next((m for m in held if m["type"] == "http.response.start"), None)
+    succeeded = start is not None and 200 <= start["status"] < 300
     now = utcnow()
     try:
-        if start is not None and 200 <= start["status"] < 300:
+        if start is not None and succeeded:
             answer = _answer(key, start, held, now)
             try:
                 await session.run_sync(_store_and_commit, answer)
@@ -174,7 +175,7 @@ async def _commit_with_answer(
         return database_error(exc).response()  # logs the error's type only
     if first is not None:
         return _stored_answer(first, key)
-    if start is None or 200 <= start["status"] < 300:
+    if succeeded:  # its answer failed on a key that is not there any more
         return Conflict("Another request with this Idempotency-Key; try again.").response()
     return None
 
