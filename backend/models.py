@@ -84,7 +84,7 @@ class User(SQLModel, table=True):
     name: str | None = Field(default=None, max_length=255)
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
-    # The user's last change-feed number: each write takes the next under the row's lock.
+    # SQLite: the user's last change-feed number (PostgreSQL numbers by transaction id).
     change_seq: int = Field(default=0, sa_type=BigInteger, nullable=False)
 
 

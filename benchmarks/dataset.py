@@ -151,7 +151,7 @@ class UserData:
     task_ids: list[UUID]
     category_id: UUID
     middle: tuple[datetime, UUID]  # (created_at, id) of the row in the middle
-    change_seq: int  # the user's last change-feed number
+    middle_change: int  # the number of the change in the middle of the user's feed
 
 
 def user_data(dsn: str, size: int, *, sample: int = 2_000) -> UserData:
@@ -180,18 +180,20 @@ def user_data(dsn: str, size: int, *, sample: int = 2_000) -> UserData:
             " ORDER BY created_at DESC, id DESC OFFSET %s LIMIT 1",
             (user_id, size // 2),
         ).fetchone()
-        head = connection.execute("SELECT change_seq FROM users WHERE id = %s", (user_id,))
-        change_seq = head.fetchone()
+        middle_change = connection.execute(
+            "SELECT seq FROM changes WHERE user_id = %s ORDER BY seq OFFSET %s LIMIT 1",
+            (user_id, size // 2),
+        ).fetchone()
     assert category is not None
     assert middle is not None
-    assert change_seq is not None
+    assert middle_change is not None
     return UserData(
         user_id=user_id,
         open_task_ids=open_ids,
         task_ids=ids,
         category_id=category[0],
         middle=(middle[0], middle[1]),
-        change_seq=change_seq[0],
+        middle_change=middle_change[0],
     )
 
 

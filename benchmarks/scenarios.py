@@ -38,7 +38,7 @@ def middle_cursor(user: UserData, signer: CursorSigner) -> str:
 
 def changes_path(user: UserData, signer: CursorSigner) -> str:
     """A page of 100 changes from the middle of the user's feed (a token issued now)."""
-    token = signer.encode(user.user_id, "changes", [user.change_seq // 2, 0, int(time.time())])
+    token = signer.encode(user.user_id, "changes", [user.middle_change, 0, int(time.time())])
     return f"/api/{user.user_id}/changes?{urlencode({'limit': 100, 'since': token})}"
 
 

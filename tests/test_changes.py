@@ -133,15 +133,26 @@ def test_a_write_numbers_its_change_after_the_last_and_a_no_op_numbers_none(
 ) -> None:
     first, second = make_task(title="One"), make_task(title="Two")
     path = f"/api/alice/tasks/{first['id']}"
+    created = _stored(db)
 
     unchanged = client.patch(path, json={"title": "One"}, headers=auth())
     refused = client.patch(path, json={"title": "X"}, headers=auth() | {"If-Match": '"9"'})
+    untouched = _stored(db)
     changed = client.patch(path, json={"title": "Uno"}, headers=auth())
 
     assert (unchanged.status_code, refused.status_code, changed.status_code) == (200, 412, 200)
-    assert _stored(db) == [("task", second["id"], 2), ("task", first["id"], 3)]
-    user = db.exec(select(User).where(User.id == "alice")).one()
-    assert user.change_seq == 3
+    assert [(entity, id_) for entity, id_, _ in created] == [
+        ("task", first["id"]),
+        ("task", second["id"]),
+    ]
+    assert untouched == created
+    stored = _stored(db)
+    assert [(entity, id_) for entity, id_, _ in stored] == [
+        ("task", second["id"]),
+        ("task", first["id"]),
+    ]
+    assert stored[0] == created[1]
+    assert stored[1][2] > created[1][2]
 
 
 def test_another_users_feed_never_shows_alices_changes(

@@ -1,12 +1,18 @@
-"""The change feed: per user, each task's and category's last change, numbered in commit
-order, so that a client syncs "what changed since I last looked" (decision 30).
+"""The change feed: per user, each task's and category's last change, numbered so that a
+reader never skips one that commits late, so that a client syncs "what changed since I
+last looked" (decision 30).
 
-A write numbers its changes under the lock of its user's row (`users.change_seq`), taken
-just before its `COMMIT` (`UnitOfWork`): a second writer of the same user waits for the
-first to commit before it takes the next number, so numbers commit in order and a reader
-can never see a number while an earlier one is still to come. Each entity keeps one row,
-its latest change (an upsert moves it to the end of the feed), so a page holds each
-entity at most once; a deletion stays as a row of its own for `CHANGES_RETENTION_DAYS`.
+Each entity keeps one row, its latest change (an upsert moves it to the end of the feed),
+so a page holds each entity at most once; a deletion stays as a row of its own for
+`CHANGES_RETENTION_DAYS`. A reader reads only below `settled_below()`, the number under
+which every change has committed and none will commit later:
+
+- PostgreSQL numbers a write's changes after its transaction id, which concurrent
+  writers take without waiting for each other, and settles the numbers below the oldest
+  transaction still running (its snapshot's `xmin`): a writer that took a lower id
+  and commits later holds back the reader, which therefore never passes it.
+- SQLite has one writer at a time: a write takes the next numbers of its user's counter
+  (`users.change_seq`), and every number of the counter has committed.
 """
 
 import time
@@ -15,9 +21,23 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import TypeAdapter
-from sqlalchemy import Connection, and_, bindparam, delete, literal, or_, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db import read_rows
@@ -39,11 +59,35 @@ FEED_SCOPE = "changes"
 PRUNE_MARGIN_SECONDS = 3600
 """Deletions are pruned this long after a token of their age stops being accepted: a
 deletion is stamped when its write starts, a token when its read ends."""
+NUMBERS_PER_TRANSACTION = 2**20
+"""PostgreSQL: a write's changes are numbered `xid * NUMBERS_PER_TRANSACTION + 1, 2, ...`
+(a category's deletion numbers one change for each of its tasks); a 64-bit number leaves
+room for 2^43 transaction ids."""
 
 _CHANGES = Change.__table__  # type: ignore[attr-defined]
 _USERS = User.__table__  # type: ignore[attr-defined]
 _TASKS = TaskPublic.model_fields
 _CATEGORIES = CategoryPublic.model_fields
+
+
+class settled_below(FunctionElement[int]):  # noqa: N801 (an SQL function, named like one)
+    """The change number below which every change of the user has committed and none will
+    commit later: a reader reads below it (the module's docstring)."""
+
+    type = BigInteger()
+    inherit_cache = True
+
+
+@compiles(settled_below, "postgresql")
+def _settled_on_postgresql(element: settled_below, compiler: SQLCompiler, **kw: Any) -> str:
+    xmin = "pg_snapshot_xmin(pg_current_snapshot())"
+    return f"(CAST(CAST({xmin} AS text) AS bigint) * {NUMBERS_PER_TRANSACTION})"
+
+
+@compiles(settled_below, "sqlite")
+def _settled_on_sqlite(element: settled_below, compiler: SQLCompiler, **kw: Any) -> str:
+    head = select(_USERS.c.change_seq + 1).where(owned_by(_USERS.c.id)).scalar_subquery()
+    return compiler.process(head, **kw)
 
 
 _INSERT = sqlite.insert(_CHANGES)
@@ -58,6 +102,7 @@ _NUMBER = (
     .values(change_seq=_USERS.c.change_seq + bindparam("count"))
     .returning(_USERS.c.change_seq)
 )
+"""SQLite: take the next `count` numbers of the user's counter."""
 
 
 def append_changes(
@@ -66,16 +111,17 @@ def append_changes(
     changes: dict[tuple[ChangeEntity, UUID], tuple[ChangeOp, int]],
     at: datetime,
 ) -> None:
-    """Number `changes` ((entity, id): (op, version)) after the user's last and store them,
-    from inside a write's transaction, last before its `COMMIT` (`UnitOfWork`)."""
+    """Number `changes` ((entity, id): (op, version)) and store them, from inside a write's
+    transaction (`UnitOfWork`)."""
     if not changes:
         return
     if connection.dialect.name == "postgresql":
         entities, ids = zip(*changes, strict=True)
         ops, versions = zip(*changes.values(), strict=True)
         arrays = {"entities": entities, "ids": ids, "ops": ops, "versions": versions}
-        params = {OWNER: user_id, "count": len(changes), "at": at}
-        connection.execute(_NUMBER_AND_STORE, params | {k: list(v) for k, v in arrays.items()})
+        params = {OWNER: user_id, "at": at, "per_transaction": NUMBERS_PER_TRANSACTION}
+        params |= {k: list(v) for k, v in arrays.items()}
+        connection.execute(_NUMBER_AND_STORE, params)
         return
     last = connection.execute(_NUMBER, {OWNER: user_id, "count": len(changes)}).scalar_one()
     first = last - len(changes) + 1
@@ -96,13 +142,12 @@ def append_changes(
 
 _NUMBER_AND_STORE = text(  # `owner_id` is `OWNER`, as in every owned statement
     """
-    WITH head AS (
-        UPDATE users SET change_seq = change_seq + :count
-        WHERE id = :owner_id RETURNING change_seq
-    )
     INSERT INTO changes (user_id, entity, entity_id, seq, op, version, changed_at)
-    SELECT :owner_id, e.entity, e.entity_id, head.change_seq - :count + e.n, e.op, e.version, :at
-    FROM head, unnest(
+    SELECT
+        :owner_id, e.entity, e.entity_id,
+        CAST(CAST(pg_current_xact_id() AS text) AS bigint) * :per_transaction + e.n,
+        e.op, e.version, :at
+    FROM unnest(
         CAST(:entities AS varchar[]), CAST(:ids AS uuid[]),
         CAST(:ops AS varchar[]), CAST(:versions AS integer[])
     ) WITH ORDINALITY AS e (entity, entity_id, op, version, n)
@@ -111,9 +156,7 @@ _NUMBER_AND_STORE = text(  # `owner_id` is `OWNER`, as in every owned statement
         changed_at = excluded.changed_at
     """
 )
-"""PostgreSQL: `_NUMBER` and `_UPSERT` in one statement, one round trip less a write
-(optimisation 28): the user's row is updated in a data-modifying `WITH`, which SQLite
-does not have, and the changes arrive as arrays."""
+"""PostgreSQL: number and store the changes in one statement, the changes as arrays."""
 
 
 def _feed() -> Any:
@@ -145,6 +188,7 @@ def _feed() -> Any:
         .where(
             owned_by(c.user_id),
             c.seq > bindparam("after"),
+            c.seq < settled_below(),
             or_(c.op == "upsert", c.seq > bindparam("deletes_after")),
         )
         .order_by(c.seq)
@@ -153,10 +197,11 @@ def _feed() -> Any:
 
 
 _FEED = _feed()
-"""The user's changes after `after` in commit order, each with its entity's current
+"""The user's settled changes after `after` in order, each with its entity's current
 state; deletions only after `deletes_after` (a sync that starts over needs none from
 before it started)."""
-_HEAD = select(_USERS.c.change_seq).where(owned_by(_USERS.c.id))
+_HEAD = select(settled_below() - 1)
+"""The last number a sync that starts over may skip deletions up to."""
 
 
 async def list_changes(
@@ -177,7 +222,7 @@ async def list_changes(
     if since is None:
         seen_at = int(time.time())
         _, head = await read_rows(session, _HEAD, {OWNER: user_id})
-        after, deletes_after = 0, head[0][0] if head else 0
+        after, deletes_after = 0, head[0][0] or 0  # None: a user yet to write (SQLite)
     else:
         after, deletes_after, seen_at = _read_token(signer, user_id, since, retention)
     params = {OWNER: user_id, "after": after, "deletes_after": deletes_after, "limit": limit + 1}
