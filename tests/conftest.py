@@ -98,8 +98,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if left_out := config.stash.get(_LEFT_OUT, 0):
         terminalreporter.write_line(
             f"{left_out} PostgreSQL-only tests (reliability, row security, pool, PgBouncer,"
-            " plans, transactional migrations, concurrent feed writers) left out on SQLite: they run with"
-            " TEST_DATABASE_URL=postgresql://... (as CI does)."
+            " plans, transactional migrations, concurrent feed writers) left out on SQLite:"
+            " they run with TEST_DATABASE_URL=postgresql://... (as CI does)."
         )
 
 

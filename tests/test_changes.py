@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from backend import cli
 from backend.config import Settings, get_settings
 from backend.db import utcnow
-from backend.models import Change, IdempotencyRecord, User
+from backend.models import Change, IdempotencyRecord
 from backend.pagination import CursorSigner
 from tests.conftest import AuthFactory, Factory, assert_invalid, assert_problem
 
