@@ -23,17 +23,20 @@ from uuid import UUID
 from pydantic import TypeAdapter
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     Connection,
+    String,
     and_,
     bindparam,
+    cast,
     delete,
+    func,
     literal,
     or_,
     select,
-    text,
     update,
 )
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -90,19 +93,31 @@ def _settled_on_sqlite(element: settled_below, compiler: SQLCompiler, **kw: Any)
     return compiler.process(head, **kw)
 
 
-_INSERT = sqlite.insert(_CHANGES)
-_UPSERT = _INSERT.on_conflict_do_update(
-    index_elements=["user_id", "entity", "entity_id"],
-    set_={name: _INSERT.excluded[name] for name in ("seq", "op", "version", "changed_at")},
-)
-"""SQLite: store numbered changes, each replacing its entity's last."""
+def _upsert(insert: Any, seq: ColumnElement[int]) -> Any:
+    """Store a change numbered `seq`, replacing its entity's last (built once per dialect)."""
+    statement = insert(_CHANGES).values(seq=seq)
+    replaced = {name: statement.excluded[name] for name in ("seq", "op", "version", "changed_at")}
+    return statement.on_conflict_do_update(
+        index_elements=["user_id", "entity", "entity_id"], set_=replaced
+    )
+
+
+_TRANSACTION_ID = cast(cast(func.pg_current_xact_id(), String), BigInteger)
+_UPSERTS = {
+    "postgresql": _upsert(
+        postgresql.insert, _TRANSACTION_ID * NUMBERS_PER_TRANSACTION + bindparam("n")
+    ),
+    "sqlite": _upsert(sqlite.insert, bindparam("before") + bindparam("n")),
+}
+"""A write's changes are numbered `n` = 1, 2, ... after its transaction id (PostgreSQL) or
+after the numbers taken `before` from the user's counter (SQLite)."""
 _NUMBER = (
     update(_USERS)
     .where(owned_by(_USERS.c.id))
     .values(change_seq=_USERS.c.change_seq + bindparam("count"))
-    .returning(_USERS.c.change_seq)
+    .returning(_USERS.c.change_seq - bindparam("count"))
 )
-"""SQLite: take the next `count` numbers of the user's counter."""
+"""SQLite: take the next `count` numbers of the user's counter; the last number before."""
 
 
 def append_changes(
@@ -111,52 +126,28 @@ def append_changes(
     changes: dict[tuple[ChangeEntity, UUID], tuple[ChangeOp, int]],
     at: datetime,
 ) -> None:
-    """Number `changes` ((entity, id): (op, version)) and store them, from inside a write's
-    transaction (`UnitOfWork`)."""
+    """Number `changes` ((entity, id): (op, version)) and store them, in one statement, from
+    inside a write's transaction (`UnitOfWork`)."""
     if not changes:
         return
-    if connection.dialect.name == "postgresql":
-        entities, ids = zip(*changes, strict=True)
-        ops, versions = zip(*changes.values(), strict=True)
-        arrays = {"entities": entities, "ids": ids, "ops": ops, "versions": versions}
-        params = {OWNER: user_id, "at": at, "per_transaction": NUMBERS_PER_TRANSACTION}
-        params |= {k: list(v) for k, v in arrays.items()}
-        connection.execute(_NUMBER_AND_STORE, params)
-        return
-    last = connection.execute(_NUMBER, {OWNER: user_id, "count": len(changes)}).scalar_one()
-    first = last - len(changes) + 1
+    dialect = connection.dialect.name
+    before = 0
+    if dialect == "sqlite":
+        before = connection.execute(_NUMBER, {OWNER: user_id, "count": len(changes)}).scalar_one()
     rows = [
         {
             "user_id": user_id,
             "entity": entity,
             "entity_id": entity_id,
-            "seq": first + number,
+            "n": n,
+            "before": before,
             "op": op,
             "version": version,
             "changed_at": at,
         }
-        for number, ((entity, entity_id), (op, version)) in enumerate(changes.items())
+        for n, ((entity, entity_id), (op, version)) in enumerate(changes.items(), start=1)
     ]
-    connection.execute(_UPSERT, rows)
-
-
-_NUMBER_AND_STORE = text(  # `owner_id` is `OWNER`, as in every owned statement
-    """
-    INSERT INTO changes (user_id, entity, entity_id, seq, op, version, changed_at)
-    SELECT
-        :owner_id, e.entity, e.entity_id,
-        CAST(CAST(pg_current_xact_id() AS text) AS bigint) * :per_transaction + e.n,
-        e.op, e.version, :at
-    FROM unnest(
-        CAST(:entities AS varchar[]), CAST(:ids AS uuid[]),
-        CAST(:ops AS varchar[]), CAST(:versions AS integer[])
-    ) WITH ORDINALITY AS e (entity, entity_id, op, version, n)
-    ON CONFLICT (user_id, entity, entity_id) DO UPDATE SET
-        seq = excluded.seq, op = excluded.op, version = excluded.version,
-        changed_at = excluded.changed_at
-    """
-)
-"""PostgreSQL: number and store the changes in one statement, the changes as arrays."""
+    connection.execute(_UPSERTS[dialect], rows)
 
 
 def _feed() -> Any:
