@@ -91,7 +91,9 @@ class Settings(BaseSettings):
     redis_timeout_seconds: float = Field(default=0.25, gt=0)
     """Connect and read timeout of a rate-limit call; past it the limiter fails over."""
     rate_limit_key_prefix: str = "todo-api"
-    log_format: Literal["json", "text"] = "json"
+    log_format: Literal["json", "text"] | None = None
+    """How the server logs: unset, as text where its standard error is a terminal (a person
+    reads it) and as JSON lines elsewhere (a log collector reads them)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_token: SecretStr | None = None
     """When set, `/metrics` needs `Authorization: Bearer <token>`; else it is open."""

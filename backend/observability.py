@@ -95,6 +95,11 @@ def lean_log_records() -> None:
         logging.logAsyncioTasks = False
 
 
+def log_format(settings: Settings) -> str:
+    """`LOG_FORMAT`, or text where standard error is a terminal and JSON elsewhere."""
+    return settings.log_format or ("text" if sys.stderr.isatty() else "json")
+
+
 def logging_config(settings: Settings) -> dict[str, Any]:
     """A `logging.config.dictConfig` for the server and uvicorn (each worker applies it)."""
     text = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -108,7 +113,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
-                "formatter": settings.log_format,
+                "formatter": log_format(settings),
                 "stream": "ext://sys.stderr",
             }
         },

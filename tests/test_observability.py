@@ -3,8 +3,13 @@
 import json
 import logging
 import logging.config
+import os
+import pty
 import re
+import select
+import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -190,3 +195,59 @@ def test_no_log_format_prints_a_traceback_or_its_text(log_format: str) -> None:
     assert "ValueError" in line
     for leak in ("secret", "Traceback", "Stack", "\n"):
         assert leak not in line
+
+
+class _Stderr:
+    def __init__(self, terminal: bool) -> None:
+        self.terminal = terminal
+
+    def isatty(self) -> bool:
+        return self.terminal
+
+
+@pytest.mark.parametrize(
+    ("configured", "terminal", "expected"),
+    [
+        (None, True, "text"),
+        (None, False, "json"),
+        ("json", True, "json"),
+        ("text", False, "text"),
+    ],
+)
+def test_log_format_is_text_on_a_terminal_unless_log_format_says(
+    monkeypatch: pytest.MonkeyPatch, configured: str | None, terminal: bool, expected: str
+) -> None:
+    monkeypatch.setattr(sys, "stderr", _Stderr(terminal))
+
+    config = logging_config(Settings(log_format=configured))
+
+    assert config["handlers"]["stderr"]["formatter"] == expected
+
+
+def test_serve_on_a_terminal_logs_text_lines(tmp_path: Any) -> None:
+    """`todo-api serve` with its standard error on a pseudo-terminal: lines a person reads."""
+    controller, terminal = pty.openpty()
+    environment = {k: v for k, v in os.environ.items() if k != "LOG_FORMAT"}
+    environment |= {"DATABASE_URL": f"sqlite:///{tmp_path}/t.db", "JWT_SECRET": "s" * 40}
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from backend.cli import app; app()", "serve", "--port", "0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=terminal,
+        env=environment,
+    )
+    os.close(terminal)
+    try:
+        output = b""
+        deadline = time.monotonic() + 30
+        while b"Uvicorn running" not in output and time.monotonic() < deadline:
+            if select.select([controller], [], [], 1)[0]:
+                output += os.read(controller, 4096)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        os.close(controller)
+
+    lines = output.decode().splitlines()
+    assert any("Uvicorn running" in line for line in lines), output
+    assert not any(line.lstrip().startswith("{") for line in lines)
