@@ -12,6 +12,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 
+from backend import messages
 from backend.asgi import route_path
 
 logger = logging.getLogger("todo_api")
@@ -128,9 +129,10 @@ class InvalidInput(AppError):
 
     status = 422
     code = "validation_error"
+    detail = "Some fields of the request are not valid: see `errors`."
 
     def __init__(self, loc: tuple[str | int, ...], msg: str, error_type: str = "value_error"):
-        super().__init__("The request is not valid.")
+        super().__init__()
         self.errors = [{"loc": list(loc), "msg": msg, "type": error_type}]
 
 
@@ -190,7 +192,7 @@ def problem_body(status: int, code: str, detail: str, **extra: Any) -> dict[str,
     """The problem document itself, for answers that are not HTTP responses (MCP tools)."""
     return {
         "type": "about:blank",
-        "title": HTTPStatus(status).phrase,
+        "title": messages.title(code),
         "status": status,
         "detail": detail,
         "code": code,
@@ -247,11 +249,8 @@ def _allowed_methods(request: Request) -> list[str]:
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
-        for error in exc.errors()
-    ]
-    return problem(422, "validation_error", "The request is not valid.", errors=errors)
+    errors = messages.validation_errors(exc.errors())
+    return problem(422, "validation_error", InvalidInput.detail, errors=errors)
 
 
 DATABASE_ERRORS = (PoolTimeoutError, OperationalError, InterfaceError)

@@ -7,11 +7,13 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel
 
+from backend import messages
 from backend.errors import (
     PROBLEM_JSON,
     Conflict,
     DatabaseUnavailable,
     Forbidden,
+    InvalidInput,
     NotAuthenticated,
     NotFound,
     PayloadTooLarge,
@@ -36,13 +38,15 @@ def problem_response(
     """An error response for the OpenAPI document: the problem schema, an example, headers."""
     example: dict[str, Any] = {
         "type": "about:blank",
-        "title": HTTPStatus(status).phrase,
+        "title": messages.title(code),
         "status": status,
         "detail": DETAILS_BY_CODE.get(code, HTTPStatus(status).description),
         "code": code,
     }
     if code == "validation_error":
-        example["errors"] = [{"loc": ["body", "title"], "msg": "Field required", "type": "missing"}]
+        example["errors"] = [
+            {"loc": ["body", "title"], "msg": "Title is required.", "type": "missing"}
+        ]
     documented: dict[str, Any] = {
         "model": ProblemDetail,
         "content": {PROBLEM_JSON: {"example": example}},
@@ -68,7 +72,7 @@ DETAILS_BY_CODE = {
         PayloadTooLarge,
         DatabaseUnavailable,
     )
-} | {"validation_error": "The request is not valid.", "bad_request": "The body is not valid JSON."}
+} | {"validation_error": InvalidInput.detail, "bad_request": "The body is not valid JSON."}
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: problem_response(400, "bad_request", "The body could not be read (`bad_request`)."),

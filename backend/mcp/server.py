@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.routing import Route
 
+from backend import messages
 from backend.config import Settings
 from backend.db import end_session
 from backend.deps import authorize
@@ -76,9 +77,7 @@ async def call_tool(
         return _error_result(error)
     except ValidationError as exc:
         invalid = InvalidInput((), "")
-        invalid.errors = [
-            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
-        ]
+        invalid.errors = messages.validation_errors(exc.errors())
         return _error_result(invalid)
     except DATABASE_ERRORS as exc:
         return _error_result(database_error(exc))

@@ -1,0 +1,200 @@
+"""The API's words: what a problem document, a popup and an MCP tool say to a person.
+
+One catalogue, so that a 422 reads the same in a problem's `errors[].msg`, a popup's
+`text` and an MCP tool's result: a sentence about the request ("Title must not be
+empty"), never the validator's ("String should have at least 1 character").
+"""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+Icon = Literal["success", "error", "warning", "info"]
+
+
+class Popup(BaseModel):
+    """What a frontend shows after an answer (SweetAlert2's `icon`, `title`, `text`)."""
+
+    icon: Icon
+    title: str
+    text: str
+
+
+TITLES = {
+    "bad_request": "The request is malformed",
+    "not_authenticated": "Sign-in required",
+    "invalid_token": "The sign-in is not valid",
+    "forbidden": "Not allowed",
+    "insufficient_scope": "Not allowed with this token",
+    "not_found": "Not found",
+    "method_not_allowed": "Method not allowed",
+    "conflict": "Conflict",
+    "sync_expired": "Sync expired",
+    "precondition_failed": "Changed elsewhere",
+    "precondition_required": "Version required",
+    "payload_too_large": "Request too large",
+    "unsupported_media_type": "Unsupported content type",
+    "validation_error": "Some fields are not valid",
+    "rate_limited": "Too many requests",
+    "auth_unavailable": "Sign-in unavailable",
+    "db_unavailable": "Service unavailable",
+    "timeout": "Request timed out",
+    "cors_refused": "Origin not allowed",
+    "internal_error": "Something went wrong",
+}
+"""A problem document's `title` by its `code`: the same for every instance of the code."""
+
+
+def title(code: str) -> str:
+    return TITLES.get(code, "Something went wrong")
+
+
+_NEXT_STEPS = {
+    "not_authenticated": "Sign in and try again.",
+    "invalid_token": "Sign in again.",
+    "not_found": "Reload the list: it may have been deleted.",
+    "precondition_failed": "Reload the {resource} and try again.",
+    "precondition_required": "Reload the {resource} and try again.",
+    "sync_expired": "Sync again from the start.",
+    "rate_limited": "Wait a moment and try again.",
+    "auth_unavailable": "Try again in a moment.",
+    "db_unavailable": "Try again in a moment.",
+    "timeout": "Try again in a moment.",
+}
+_WARNINGS = frozenset({409, 412, 429})
+
+
+def error_popup(operation: str | None, problem: dict[str, Any]) -> Popup:
+    """The popup of an error: the problem's title, and its detail (or first field error)
+    with what to do next, where there is something to do."""
+    code = str(problem.get("code", ""))
+    errors = problem.get("errors") or []
+    text = str(errors[0]["msg"]) if errors else str(problem.get("detail", ""))
+    if len(errors) > 1:
+        text += f" ({len(errors) - 1} more)"
+    if step := _NEXT_STEPS.get(code):
+        text = f"{text} {step.format(resource=_resource(operation))}"
+    icon: Icon = "warning" if problem.get("status") in _WARNINGS else "error"
+    return Popup(icon=icon, title=str(problem.get("title") or title(code)), text=text)
+
+
+_WRITES: dict[str, tuple[str, str]] = {
+    "create_task": ("Task created", "“{title}” was added."),
+    "replace_task": ("Task saved", "“{title}” was saved."),
+    "update_task": ("Task updated", "“{title}” was updated."),
+    "complete_task": ("Task completed", "“{title}” is done."),
+    "reopen_task": ("Task reopened", "“{title}” is open again."),
+    "delete_task": ("Task deleted", "The task was deleted."),
+    "create_category": ("Category created", "“{name}” was added."),
+    "replace_category": ("Category saved", "“{name}” was saved."),
+    "update_category": ("Category updated", "“{name}” was updated."),
+    "delete_category": ("Category deleted", "The category was deleted; its tasks are kept."),
+    "create_token": ("Token created", "“{name}” was created. Copy it now: it is shown once."),
+    "delete_token": ("Token revoked", "The token no longer works."),
+}
+"""Each write's popup on success, by operation id; `{field}` is the answer's field."""
+
+
+def success_popup(operation: str | None, data: Any) -> Popup | None:
+    """The popup of a successful answer: one for each write, none for a read."""
+    if operation not in _WRITES:
+        return None
+    heading, text = _WRITES[operation]
+    fields = data if isinstance(data, dict) else {}
+    return Popup(icon="success", title=heading, text=text.format_map(_Blank(fields)))
+
+
+class _Blank(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "It"
+
+
+def _resource(operation: str | None) -> str:
+    """`update_task` -> "task": the resource an operation acts on."""
+    return (operation or "").rpartition("_")[2] or "item"
+
+
+# Validation messages -------------------------------------------------------------------
+
+FIELD_LABELS = {
+    "due_at": "Due date",
+    "category_id": "Category",
+    "since": "The sync token",
+    "cursor": "The cursor",
+    "Idempotency-Key": "The Idempotency-Key header",
+    "If-Match": "The If-Match header",
+    "q": "The search text",
+}
+_SOURCES = frozenset({"body", "query", "path", "header", "cookie"})
+
+_MESSAGES = {
+    "missing": "{field} is required.",
+    "string_type": "{field} must be text.",
+    "string_too_long": "{field} must be at most {max_length} characters.",
+    "string_pattern_mismatch": "{field} is not in the expected format.",
+    "too_short": "{field} must have at least {min_length} items.",
+    "too_long": "{field} must have at most {max_length} items.",
+    "int_type": "{field} must be a whole number.",
+    "int_parsing": "{field} must be a whole number.",
+    "int_from_float": "{field} must be a whole number.",
+    "float_type": "{field} must be a number.",
+    "float_parsing": "{field} must be a number.",
+    "greater_than": "{field} must be more than {gt}.",
+    "greater_than_equal": "{field} must be at least {ge}.",
+    "less_than": "{field} must be less than {lt}.",
+    "less_than_equal": "{field} must be at most {le}.",
+    "bool_type": "{field} must be true or false.",
+    "bool_parsing": "{field} must be true or false.",
+    "uuid_type": "{field} must be a UUID.",
+    "uuid_parsing": "{field} must be a UUID.",
+    "datetime_type": "{field} must be a date and time, such as 2026-12-31T09:00:00Z.",
+    "datetime_parsing": "{field} must be a date and time, such as 2026-12-31T09:00:00Z.",
+    "datetime_from_date_parsing": "{field} must be a date and time, such as 2026-12-31T09:00:00Z.",
+    "timezone_aware": "{field} must include a time zone, such as Z or +01:00.",
+    "enum": "{field} must be one of {expected}.",
+    "literal_error": "{field} must be one of {expected}.",
+    "extra_forbidden": "{field} is not a field of this request.",
+    "json_invalid": "The body is not valid JSON.",
+    "json_type": "The body must be JSON.",
+    "model_type": "{field} must be a JSON object.",
+    "model_attributes_type": "{field} must be a JSON object.",
+    "dict_type": "{field} must be a JSON object.",
+    "list_type": "{field} must be a list.",
+}
+"""A sentence per pydantic error type; `{field}` is the field's label, the rest the
+error's context."""
+
+
+def validation_errors(errors: Any) -> list[dict[str, Any]]:
+    """pydantic's errors as a problem's `errors`: where, a sentence, and the error type."""
+    return [
+        {"loc": list(error["loc"]), "msg": validation_message(error), "type": error["type"]}
+        for error in errors
+    ]
+
+
+def validation_message(error: Any) -> str:
+    """One pydantic error as a sentence in the API's words."""
+    kind = error["type"]
+    context = dict(error.get("ctx") or {})
+    field = _label(error["loc"])
+    if kind == "string_too_short":
+        if context.get("min_length") == 1:
+            return f"{field} must not be empty."
+        return f"{field} must be at least {context.get('min_length')} characters."
+    if kind == "value_error" and "error" in context:
+        reason = str(context["error"]).rstrip(".")
+        return f"{field}: {reason[:1].lower()}{reason[1:]}."
+    if template := _MESSAGES.get(kind):
+        return template.format_map(_Blank(context | {"field": field}))
+    message = str(error["msg"]).rstrip(".")
+    return f"{field}: {message[:1].lower()}{message[1:]}."
+
+
+def _label(loc: Any) -> str:
+    names = [str(part) for part in loc if part not in _SOURCES]
+    if not names:
+        return "The body" if list(loc) == ["body"] else "The request"
+    name = next((n for n in reversed(names) if not n.isdigit()), names[-1])
+    label = FIELD_LABELS.get(name) or name.replace("_", " ").capitalize()
+    return f"{label} (item {int(names[-1]) + 1})" if names[-1].isdigit() else label
