@@ -118,7 +118,7 @@ class Conflict(AppError):
 class PreconditionFailed(AppError):
     status = 412
     code = "precondition_failed"
-    detail = "The resource has changed since that version; fetch it and try again."
+    detail = "The resource has changed since that version was read."
 
     def __init__(self, current_etag: str):
         super().__init__(headers={"ETag": current_etag})

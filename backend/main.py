@@ -14,6 +14,7 @@ from backend.categories.routes import router as categories_router
 from backend.changes.routes import router as changes_router
 from backend.config import Settings, get_settings
 from backend.deps import require_owner
+from backend.envelope import Envelope
 from backend.errors import install_error_handlers
 from backend.history.routes import router as history_router
 from backend.idempotency.guard import CommitWithAnswer, Replay, replay
@@ -123,6 +124,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if app.state.rate_limiter is not None:
         app.add_middleware(LimitRate, limiter=app.state.rate_limiter)
     app.add_middleware(CatchUnexpected)
+    # Outside every answer of the app's own, errors of the middleware above included.
+    app.add_middleware(Envelope)
     if settings.cors_origins:
         # Outside all but Observe: every answer, errors from other middleware included,
         # carries the CORS headers a browser needs to let the frontend read it.

@@ -55,21 +55,21 @@ _NEXT_STEPS = {
     "not_found": "Reload the list: it may have been deleted.",
     "precondition_failed": "Reload the {resource} and try again.",
     "precondition_required": "Reload the {resource} and try again.",
-    "sync_expired": "Sync again from the start.",
-    "rate_limited": "Wait a moment and try again.",
-    "auth_unavailable": "Try again in a moment.",
-    "db_unavailable": "Try again in a moment.",
-    "timeout": "Try again in a moment.",
 }
+"""What to do next, where the problem's detail does not already say it."""
 _WARNINGS = frozenset({409, 412, 429})
 
 
-def error_popup(operation: str | None, problem: dict[str, Any]) -> Popup:
+def error_popup(
+    operation: str | None, problem: dict[str, Any], *, retry_after: str | None = None
+) -> Popup:
     """The popup of an error: the problem's title, and its detail (or first field error)
     with what to do next, where there is something to do."""
     code = str(problem.get("code", ""))
     errors = problem.get("errors") or []
     text = str(errors[0]["msg"]) if errors else str(problem.get("detail", ""))
+    if code == "rate_limited" and retry_after:
+        text = f"Too many requests. Wait {retry_after} seconds and try again."
     if len(errors) > 1:
         text += f" ({len(errors) - 1} more)"
     if step := _NEXT_STEPS.get(code):
@@ -178,9 +178,9 @@ def validation_message(error: Any) -> str:
     kind = error["type"]
     context = dict(error.get("ctx") or {})
     field = _label(error["loc"])
+    if kind in ("string_too_short", "too_short") and context.get("min_length") == 1:
+        return f"{field} must not be empty."
     if kind == "string_too_short":
-        if context.get("min_length") == 1:
-            return f"{field} must not be empty."
         return f"{field} must be at least {context.get('min_length')} characters."
     if kind == "value_error" and "error" in context:
         reason = str(context["error"]).rstrip(".")

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from backend import messages
+from backend.envelope import document_envelopes
 from backend.errors import (
     PROBLEM_JSON,
     Conflict,
@@ -219,11 +220,14 @@ TOKEN_PUBLIC = {
 }
 WEEK = ["2026-05-24", "2026-05-25", "2026-05-26", "2026-05-27", "2026-05-28", "2026-05-29"]
 
+POPUP = {"icon": "success", "title": "Task created", "text": "“Buy milk” was added."}
 SCHEMA_EXAMPLES: dict[str, dict[str, Any]] = {
     "TaskCreate": TASK_CREATE,
     "TaskReplace": TASK_CREATE | {"completed": False},
     "TaskUpdate": {"priority": "medium", "completed": True},
     "TaskPublic": TASK_PUBLIC,
+    "Popup": POPUP,
+    "Envelope": {"success": True, "data": TASK_PUBLIC, "popup": POPUP, "error": None},
     "Page_TaskPublic_": {"items": [TASK_PUBLIC], "next_cursor": "eyJrIjpbIjIwMjYtMDUt..."},
     "CategoryCreate": {"name": "Errands", "color": "#3366FF"},
     "CategoryUpdate": {"color": "#22AA55"},
@@ -303,7 +307,7 @@ class TodoAPI(FastAPI):
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
-            document = document_problems(super().openapi())
+            document = document_envelopes(document_problems(super().openapi()))
             for name, schema in document["components"]["schemas"].items():
                 if name in SCHEMA_EXAMPLES:
                     schema["examples"] = [SCHEMA_EXAMPLES[name]]

@@ -138,7 +138,7 @@ def test_disallowed_origin_gets_no_cors_headers(browser: TestClient, auth: AuthF
     assert "access-control-allow-origin" not in preflight.headers
     assert response.status_code == 200
     assert "access-control-allow-origin" not in response.headers
-    assert response.headers["vary"] == "Origin"
+    assert response.headers["vary"] == "Accept, Origin"
 
 
 def test_no_cors_origins_means_no_cors_headers(client: TestClient) -> None:

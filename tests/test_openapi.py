@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from backend import models
+from backend.envelope import ENVELOPE_JSON
 from backend.errors import PROBLEM_JSON
 from backend.openapi import SCHEMA_EXAMPLES
 
@@ -59,10 +60,45 @@ def test_every_error_is_a_problem_document_with_an_example(document: dict[str, A
         for status, response in operation["responses"].items():
             if int(status) < 400:
                 continue
-            assert list(response["content"]) == [PROBLEM_JSON], (name, status)
+            enveloped = [ENVELOPE_JSON] if " /api/" in name else []
+            assert list(response["content"]) == [PROBLEM_JSON, *enveloped], (name, status)
             content = response["content"][PROBLEM_JSON]
             assert content["schema"] == {"$ref": "#/components/schemas/ProblemDetail"}
             assert content["example"]["status"] == int(status), (name, status)
+
+
+def _resolved(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" not in schema:
+        return schema
+    resolved: dict[str, Any] = document["components"]["schemas"][schema["$ref"].split("/")[-1]]
+    return resolved
+
+
+def test_every_api_answer_documents_its_envelope_over_its_own_schema(
+    document: dict[str, Any],
+) -> None:
+    """Each JSON answer of `/api/` has the envelope beside it: the generic `Envelope` with the
+    answer's own schema as `data` (a success) or `error`; a 204 documents the envelope's 200."""
+    for name, operation in _operations(document):
+        if " /api/" not in name:
+            continue
+        responses = operation["responses"]
+        for status, response in responses.items():
+            content = response.get("content", {})
+            plain = content.get("application/json") or content.get(PROBLEM_JSON)
+            if plain is None:  # no body, or the envelope's 200 in place of a 204
+                assert status in ("204", "304") or "204" in responses, (name, status)
+                continue
+            envelope, specialised = _resolved(document, content[ENVELOPE_JSON]["schema"])["allOf"]
+            assert envelope == {"$ref": "#/components/schemas/Envelope"}
+            fields = specialised["properties"]
+            success = int(status) < 400
+            assert fields["success"] == {"const": success}, (name, status)
+            assert fields["data" if success else "error"] == plain["schema"], (name, status)
+            assert fields["error" if success else "data"] == {"type": "null"}, (name, status)
+        if "204" in responses:
+            envelope = responses["200"]["content"][ENVELOPE_JSON]["schema"]["allOf"][1]
+            assert envelope["properties"]["data"] == {"type": "null"}, name
 
 
 def test_user_routes_document_their_errors(document: dict[str, Any]) -> None:
