@@ -136,8 +136,11 @@ def _rename_refs(node: Any, refs: dict[str, str]) -> None:
 
 
 def _json(response: Any) -> dict[str, Any]:
+    """The problem document of an error answer, plain or in the envelope (ST_ACCEPT)."""
     try:
         body = response.json()
     except ValueError:
         return {}
+    if isinstance(body, dict) and isinstance(body.get("error"), dict) and "success" in body:
+        body = body["error"]
     return body if isinstance(body, dict) else {}

@@ -182,7 +182,7 @@ def _specialised(schema: dict[str, Any], success: bool) -> dict[str, Any]:
     return {
         "allOf": [
             {"$ref": "#/components/schemas/Envelope"},
-            {"type": "object", "properties": fields},
+            {"type": "object", "properties": fields, "required": list(fields)},
         ]
     }
 

@@ -1,4 +1,5 @@
-// The README's quick-start flow through a client generated from specs/openapi.json.
+// The README's quick-start flow through a client generated from specs/openapi.json, then a
+// few writes and reads asked for the response envelope (Accept: application/vnd.todo.envelope+json).
 // Usage: TODO_API_URL=http://127.0.0.1:8000 TODO_API_USER=alice TODO_API_TOKEN=... node dist/flow.js
 // Exits 1 at the first status or shape that differs from the contract.
 import createClient from "openapi-fetch";
@@ -7,6 +8,10 @@ import type { components, paths } from "./schema.js";
 type Schemas = components["schemas"];
 type Task = Schemas["TaskPublic"];
 type Problem = Schemas["ProblemDetail"];
+
+/** The plain answers' media types. Each response also documents the envelope's; without this
+ * second type argument openapi-fetch types every body as the union of the two. */
+type Plain = "application/json" | "application/problem+json";
 
 const PAGE_SIZE = 2;
 const TASK_TITLES = ["Buy milk", "Write the report", "Call the plumber", "Book flights", "Water plants"];
@@ -51,9 +56,51 @@ const TASK_FIELDS: Record<string, Kind> = {
 function problem(error: Problem | undefined, response: Response, code: string, what: string): void {
   const type = response.headers.get("content-type") ?? "";
   check(type.startsWith("application/problem+json"), `${what}: content-type ${type}`);
+  problemDocument(error, response, code, what);
+}
+
+/** The RFC 9457 document itself, whatever carries it (the plain answer or the envelope's `error`). */
+function problemDocument(error: Problem | undefined, response: Response, code: string, what: string): void {
   shape(error, { type: "string", title: "string", status: "number", detail: "string", code: "string" }, what);
   check(error?.code === code, `${what}: code ${error?.code}, expected ${code}`);
   check(error.status === response.status, `${what}: body status ${error.status} differs from ${response.status}`);
+}
+
+const ENVELOPE = "application/vnd.todo.envelope+json";
+type Icon = Schemas["Popup"]["icon"];
+
+/** What openapi-fetch makes of every envelope schema: its `Readable<>` drops the keys typed
+ * only `null` (a success's `error`, an error's `data`, both for a 200 instead of a 204). */
+type Enveloped = { success: boolean; popup: Schemas["Popup"] | null };
+
+/** A key the generated type leaves out, read for the runtime check only. */
+function field(body: object, name: string): unknown {
+  return (body as Record<string, unknown>)[name];
+}
+
+/** An enveloped answer: its media type, exactly the four keys, `success` as expected, `error`
+ * (on success) or `data` (on error) null, and the popup (null, or one with that icon). */
+function envelope<T extends Enveloped>(
+  body: T | undefined,
+  response: Response,
+  success: boolean,
+  icon: Icon | null,
+  what: string,
+): asserts body is T {
+  const type = response.headers.get("content-type") ?? "";
+  check(type.startsWith(ENVELOPE), `${what}: content-type ${type}, expected ${ENVELOPE}`);
+  check(typeof body === "object" && body !== null, `${what}: no envelope`);
+  const keys = Object.keys(body).sort().join(",");
+  check(keys === "data,error,popup,success", `${what}: keys ${keys}, expected data,error,popup,success`);
+  check(body.success === success, `${what}: success ${body.success}, expected ${success}`);
+  const empty = success ? "error" : "data";
+  check(field(body, empty) === null, `${what}: ${empty} ${JSON.stringify(field(body, empty))}, expected null`);
+  if (icon === null) {
+    check(body.popup === null, `${what}: popup ${JSON.stringify(body.popup)}, expected null`);
+  } else {
+    shape(body.popup, { icon: "string", title: "string", text: "string" }, `${what}: popup`);
+    check(body.popup?.icon === icon, `${what}: popup icon ${body.popup?.icon}, expected ${icon}`);
+  }
 }
 
 function environment(name: string): string {
@@ -66,12 +113,12 @@ async function main(): Promise<void> {
   const baseUrl = environment("TODO_API_URL");
   const user_id = environment("TODO_API_USER");
   const token = environment("TODO_API_TOKEN");
-  const api = createClient<paths>({ baseUrl, headers: { Authorization: `Bearer ${token}` } });
+  const api = createClient<paths, Plain>({ baseUrl, headers: { Authorization: `Bearer ${token}` } });
   const path = { user_id };
 
   // Without a token: 401 not_authenticated, as problem+json.
   {
-    const anonymous = createClient<paths>({ baseUrl });
+    const anonymous = createClient<paths, Plain>({ baseUrl });
     const { error, response } = await anonymous.GET("/api/{user_id}/me", { params: { path } });
     status(response, 401, "GET /me without a token");
     problem(error, response, "not_authenticated", "GET /me without a token");
@@ -211,6 +258,71 @@ async function main(): Promise<void> {
   }
 
   console.log(`client flow passed: ${TASK_TITLES.length} tasks in ${pages} pages, completed, history, stats`);
+
+  await envelopeFlow(baseUrl, user_id, token);
+}
+
+/** The same API asked for the envelope: `{success, data, popup, error}` around each answer. */
+async function envelopeFlow(baseUrl: string, user_id: string, token: string): Promise<void> {
+  // The envelope's media type as the client's second type argument: each body is typed from
+  // that media type's schema (`Envelope_TaskPublic_`, `Envelope_ProblemDetail_`). openapi-fetch
+  // parses a body as JSON whatever its content-type (parseAs "json"): a 2xx into `data`, any
+  // other status into `error`, so an error's envelope is `error` and its problem `error.error`.
+  const api = createClient<paths, typeof ENVELOPE>({
+    baseUrl,
+    headers: { Authorization: `Bearer ${token}`, Accept: ENVELOPE },
+  });
+  const title = "Buy milk";
+
+  // Created: 201, the task as `data`, a success popup, the plain answer's headers.
+  const task_id = await (async () => {
+    const { data, response } = await api.POST("/api/{user_id}/tasks", {
+      params: { path: { user_id } },
+      body: { title, priority: "none" },
+    });
+    status(response, 201, "envelope: POST /tasks");
+    envelope(data, response, true, "success", "envelope: created task");
+    const task: Task | undefined = data.data;
+    shape(task, TASK_FIELDS, "envelope: created task's data");
+    check(task?.title === title && task.version === 1, `envelope: created task ${JSON.stringify(task)}`);
+    check(data.popup?.title === "Task created", `envelope: created task's popup title ${data.popup?.title}`);
+    check(data.popup.text.includes(title), `envelope: created task's popup text ${data.popup.text}`);
+    check(response.headers.get("location")?.endsWith(`/tasks/${task.id}`), "envelope: created task's Location header");
+    return task.id;
+  })();
+  const path = { user_id, task_id };
+
+  // A stale If-Match: 412, the problem as `error`, a warning popup, the current ETag.
+  {
+    const { error, response } = await api.PATCH("/api/{user_id}/tasks/{task_id}", {
+      params: { path, header: { "If-Match": '"999"' } },
+      body: { title: "Buy oat milk" },
+    });
+    status(response, 412, 'envelope: PATCH /tasks/{task_id} with If-Match "999"');
+    envelope(error, response, false, "warning", "envelope: stale If-Match");
+    const document: Problem | undefined = error.error;
+    problemDocument(document, response, "precondition_failed", "envelope: stale If-Match");
+    check(response.headers.get("etag") === '"1"', `envelope: stale If-Match's ETag ${response.headers.get("etag")}`);
+  }
+
+  // Deleted: 200 where the plain answer is 204, `data` null, a success popup.
+  {
+    const { data, response } = await api.DELETE("/api/{user_id}/tasks/{task_id}", { params: { path } });
+    status(response, 200, "envelope: DELETE /tasks/{task_id}");
+    envelope(data, response, true, "success", "envelope: deleted task");
+    check(field(data, "data") === null, `envelope: deleted task's data ${JSON.stringify(field(data, "data"))}`);
+    check(data.popup?.title === "Task deleted", `envelope: deleted task's popup title ${data.popup?.title}`);
+  }
+
+  // Gone: 404 not_found, an error popup.
+  {
+    const { error, response } = await api.GET("/api/{user_id}/tasks/{task_id}", { params: { path } });
+    status(response, 404, "envelope: GET the deleted task");
+    envelope(error, response, false, "error", "envelope: deleted task read");
+    problemDocument(error.error, response, "not_found", "envelope: deleted task read");
+  }
+
+  console.log("envelope flow passed: created (201), stale If-Match (412), deleted (200), gone (404)");
 }
 
 main().catch((error: unknown) => {
