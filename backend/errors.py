@@ -131,8 +131,9 @@ class InvalidInput(AppError):
     code = "validation_error"
     detail = "Some fields of the request are not valid: see `errors`."
 
-    def __init__(self, loc: tuple[str | int, ...], msg: str, error_type: str = "value_error"):
+    def __init__(self, loc: tuple[str | int, ...], error_type: str, msg: str | None = None):
         super().__init__()
+        msg = msg or messages.rule_message(error_type, loc)
         self.errors = [{"loc": list(loc), "msg": msg, "type": error_type}]
 
 
@@ -225,6 +226,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 404:
         detail = NotFound.detail
     if exc.status_code == 405:
+        detail = "This path does not take that method; `Allow` lists the ones it takes."
         headers["Allow"] = ", ".join(_allowed_methods(request))
     return problem(exc.status_code, code, detail, headers=headers)
 

@@ -118,6 +118,8 @@ def _resource(operation: str | None) -> str:
 
 FIELD_LABELS = {
     "due_at": "Due date",
+    "expires_at": "Expiry",
+    "tz": "Time zone",
     "category_id": "Category",
     "since": "The sync token",
     "cursor": "The cursor",
@@ -163,6 +165,22 @@ _MESSAGES = {
 }
 """A sentence per pydantic error type; `{field}` is the field's label, the rest the
 error's context."""
+
+
+_RULES = {
+    "tz_unknown": "{field} must be an IANA time zone, such as Europe/Paris.",
+    "category_not_found": "{field} must be one of your categories.",
+    "expires_in_past": "{field} must be in the future.",
+    "cursor_invalid": "{field} is not one this API gave you for this request.",
+    "idempotency_key_reused": "{field} was already used for a different request.",
+}
+"""The rules only the service can check (`errors.InvalidInput`), by error type."""
+
+
+def rule_message(error_type: str, loc: Any) -> str:
+    """The sentence of a rule only the service checks, about the field at `loc`."""
+    template = _RULES.get(error_type, "{field} is not valid.")
+    return template.format(field=_label(loc))
 
 
 def validation_errors(errors: Any) -> list[dict[str, Any]]:

@@ -72,8 +72,7 @@ class CursorSigner:
 
 
 def bad_cursor(field: str = "cursor") -> InvalidInput:
-    what = "a cursor of this list" if field == "cursor" else f"a `{field}` token of this user"
-    return InvalidInput(("query", field), f"Not {what}.", "cursor_invalid")
+    return InvalidInput(("query", field), "cursor_invalid")
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,11 +98,7 @@ async def _fingerprint(request: Request) -> str:
 def _stored_answer(record: IdempotencyRecord, key: Key) -> Response:
     """The stored answer, marked as replayed; a 422 if the key's first request differs."""
     if record.fingerprint != key.fingerprint:
-        return InvalidInput(
-            ("header", "Idempotency-Key"),
-            "This key was used for a different request.",
-            "idempotency_key_reused",
-        ).response()
+        return InvalidInput(("header", "Idempotency-Key"), "idempotency_key_reused").response()
     return Response(
         content=record.body or "",
         status_code=record.status_code or 200,

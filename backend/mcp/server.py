@@ -76,7 +76,7 @@ async def call_tool(
     except AppError as error:
         return _error_result(error)
     except ValidationError as exc:
-        invalid = InvalidInput((), "")
+        invalid = InvalidInput((), "value_error")
         invalid.errors = messages.validation_errors(exc.errors())
         return _error_result(invalid)
     except DATABASE_ERRORS as exc:

@@ -248,7 +248,7 @@ async def list_changes(context: ToolContext, args: ListChangesArgs) -> Outcome:
 
 async def weekly_stats(context: ToolContext, args: WeeklyStatsArgs) -> Outcome:
     if args.tz not in known_time_zones():
-        raise InvalidInput(("tz",), "Not a known IANA time zone.", "tz_unknown")
+        raise InvalidInput(("tz",), "tz_unknown")
     week = await stats.weekly_stats(
         context.session, user_id=context.user_id, zone=ZoneInfo(args.tz)
     )

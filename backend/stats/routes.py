@@ -28,5 +28,5 @@ async def weekly_stats(
 ) -> WeeklyStats:
     """Tasks created and completed on each of the seven local days ending today."""
     if tz not in known_time_zones():
-        raise InvalidInput(("query", "tz"), "Not a known IANA time zone.", "tz_unknown")
+        raise InvalidInput(("query", "tz"), "tz_unknown")
     return await service.weekly_stats(session, user_id=user_id, zone=ZoneInfo(tz))

@@ -311,4 +311,4 @@ async def _category_refusal_as_422(session: AsyncSession) -> AsyncIterator[None]
 
 
 def _unknown_category() -> InvalidInput:
-    return InvalidInput(("body", "category_id"), "No such category.", "category_not_found")
+    return InvalidInput(("body", "category_id"), "category_not_found")

@@ -66,7 +66,7 @@ async def create_token(
     """The new token with its secret, which is not stored and cannot be shown again."""
     work = UnitOfWork(user_id)
     if token_in.expires_at is not None and token_in.expires_at <= work.at:
-        raise InvalidInput(("body", "expires_at"), "Must be in the future.", "expires_in_past")
+        raise InvalidInput(("body", "expires_at"), "expires_in_past")
     if (await session.exec(_COUNT, params={OWNER: user_id})).one() >= MAX_TOKENS_PER_USER:
         raise Conflict(f"At most {MAX_TOKENS_PER_USER} personal access tokens per user.")
     secret = PAT_PREFIX + secrets.token_urlsafe(32)
