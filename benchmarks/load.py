@@ -111,11 +111,19 @@ def serving(
 
 
 def wrk(
-    server: Server, requests: Sequence[Request], *, token: str, connections: int, seconds: float
+    server: Server,
+    requests: Sequence[Request],
+    *,
+    token: str,
+    connections: int,
+    seconds: float,
+    accept: str | None = None,
 ) -> Result:
     with tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False) as listing:
         listing.writelines("\t".join(request).rstrip("\t") + "\n" for request in requests)
     env = {**os.environ, "BENCH_TOKEN": token, "BENCH_REQUESTS": listing.name}
+    if accept:
+        env["BENCH_ACCEPT"] = accept
     command = [
         "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "5s",
         "-s", str(LUA), server.url,

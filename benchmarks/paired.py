@@ -1,6 +1,7 @@
 """A change judged in served requests: the service at an earlier commit against this checkout.
 
     .venv/bin/python -m benchmarks.paired --before HEAD~1 --only "create,get one"
+    .venv/bin/python -m benchmarks.paired --before HEAD~1 --accept application/vnd.todo.envelope+json
 
 Both serve from the benchmark database (seeded as `benchmarks.run` seeds it), one worker
 each: the earlier commit from a temporary git worktree, this checkout as it is. For each
@@ -61,6 +62,7 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--server", default="postgresql://postgres@127.0.0.1:5432", help="no database in it")
     add("--database", default="todo_bench")
     add("--size", type=int, default=10_000, help="tasks of the benchmark user")
+    add("--accept", help="the Accept header of every request, e.g. the envelope's media type")
     return parser.parse_args(argv)
 
 
@@ -105,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         token=token,
                         connections=args.connections,
                         seconds=args.duration,
+                        accept=args.accept,
                     )
                     if result.errors:
                         raise SystemExit(f"{name} answered {result.errors} errors: see {logs}")

@@ -1,6 +1,7 @@
 -- One benchmark scenario for wrk: cycles through the requests in the file named by
 -- BENCH_REQUESTS (one per line: METHOD <tab> PATH [<tab> JSON BODY]), each with the bearer
--- token in BENCH_TOKEN, and prints a JSON summary line when the run is done.
+-- token in BENCH_TOKEN (and the Accept header in BENCH_ACCEPT, where set), and prints a
+-- JSON summary line when the run is done.
 -- Written by benchmarks/run.py; see specs/performance.md.
 
 local requests = {}
@@ -11,6 +12,9 @@ init = function(args)
   for line in io.lines(os.getenv("BENCH_REQUESTS")) do
     local method, path, body = line:match("^(%u+)\t([^\t]+)\t?(.*)$")
     local these = { ["Authorization"] = headers["Authorization"] }
+    if os.getenv("BENCH_ACCEPT") then
+      these["Accept"] = os.getenv("BENCH_ACCEPT")
+    end
     if body == "" then
       body = nil
     else
