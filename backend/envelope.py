@@ -97,21 +97,26 @@ def _varying(send: Send) -> Send:
 
 
 async def _send_envelope(scope: Scope, start: Message, body: bytes, send: Send) -> None:
+    """The plain body goes into the envelope as it is, byte for byte: it is parsed only for
+    what a popup says (a write's answer, a problem document), never to be written again."""
     status = start["status"]
-    plain = json.loads(body) if body else None
-    route = scope.get("route")
-    operation = getattr(route, "name", None)
+    operation = getattr(scope.get("route"), "name", None)
     if status < 400:
-        popup = messages.success_popup(operation, plain)
-        document = {"success": True, "data": plain, "popup": popup, "error": None}
+        data = json.loads(body) if body and messages.announces(operation) else None
+        popup = messages.success_popup(operation, data)
     else:
-        problem = plain if isinstance(plain, dict) else {}
+        problem = json.loads(body) if body else {}
         retry_after = MutableHeaders(raw=start["headers"]).get("retry-after")
         popup = messages.error_popup(operation, problem, retry_after=retry_after)
-        document = {"success": False, "data": None, "popup": popup, "error": plain}
-    if popup is not None:
-        document["popup"] = popup.model_dump()
-    content = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+    plain, popup_json = body or b"null", popup.model_dump_json().encode() if popup else b"null"
+    data_json, error_json = (plain, b"null") if status < 400 else (b"null", plain)
+    success = b"true" if status < 400 else b"false"
+    content = b'{"success":%s,"data":%s,"popup":%s,"error":%s}' % (
+        success,
+        data_json,
+        popup_json,
+        error_json,
+    )
     headers = MutableHeaders(raw=list(start["headers"]))
     headers["content-type"] = ENVELOPE_JSON
     headers["content-length"] = str(len(content))

@@ -95,6 +95,11 @@ _WRITES: dict[str, tuple[str, str]] = {
 """Each write's popup on success, by operation id; `{field}` is the answer's field."""
 
 
+def announces(operation: str | None) -> bool:
+    """Whether a success of `operation` has a popup (a write does, a read does not)."""
+    return operation in _WRITES
+
+
 def success_popup(operation: str | None, data: Any) -> Popup | None:
     """The popup of a successful answer: one for each write, none for a read."""
     if operation not in _WRITES:
