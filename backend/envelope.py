@@ -19,35 +19,53 @@ from backend import messages
 from backend.asgi import route_path
 
 ENVELOPE_JSON = "application/vnd.todo.envelope+json"
-JSON_TYPES = (b"application/json", b"application/problem+json")
+JSON_TYPES = frozenset({"application/json", "application/problem+json"})
 PREFIX = "/api/"
 
 
 def wants_envelope(accept: str) -> bool:
-    """Whether `accept` prefers the envelope: it names it with a `q` above 0 and no other
-    type with a higher one (wildcards included)."""
-    envelope, best_other = 0.0, 0.0
-    for media_range in accept.split(","):
+    """Whether `accept` prefers the envelope: it names the envelope's type with a `q` above
+    0 and at least the `q` it gives JSON, by the most specific range that matches JSON
+    (`application/json`, then `application/*`, then `*/*`; RFC 9110 section 12.5.1)."""
+    if ENVELOPE_JSON not in accept.lower():  # the plain path: no parsing
+        return False
+    qualities: dict[str, float] = {}
+    for media_range in accept.lower().split(","):
         media_type, *parameters = (part.strip() for part in media_range.split(";"))
         quality = 1.0
         for parameter in parameters:
             name, _, value = parameter.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        if media_type.lower() == ENVELOPE_JSON:
-            envelope = max(envelope, quality)
-        elif media_type:
-            best_other = max(best_other, quality)
-    return envelope > 0 and envelope >= best_other
+            if name.strip() == "q":
+                quality = _quality(value.strip())
+        qualities[media_type] = max(quality, qualities.get(media_type, 0.0))
+    plain = next(
+        (qualities[t] for t in ("application/json", "application/*", "*/*") if t in qualities), 0.0
+    )
+    envelope = qualities.get(ENVELOPE_JSON, 0.0)
+    return envelope > 0 and envelope >= plain
+
+
+def _quality(value: str) -> float:
+    """A `q` value, 0 to 1; anything else counts as 0 (that range is not acceptable)."""
+    try:
+        quality = float(value)
+    except ValueError:
+        return 0.0
+    return quality if 0.0 <= quality <= 1.0 else 0.0
 
 
 def _accept(scope: Scope) -> str:
     return ",".join(
         value.decode("latin-1") for name, value in scope["headers"] if name == b"accept"
     )
+
+
+def _wrapped(start: Message) -> bool:
+    """Whether an answer goes into the envelope: JSON (plain or a problem), or a 204."""
+    if start["status"] == 204:
+        return True
+    media_type = MutableHeaders(raw=start["headers"]).get("content-type", "")
+    return media_type.partition(";")[0].strip().lower() in JSON_TYPES
 
 
 class Envelope:
@@ -65,26 +83,24 @@ class Envelope:
             return
         start: Message | None = None
         body: list[bytes] = []
-        passing = False
 
         async def hold(message: Message) -> None:
-            nonlocal start, passing
+            """The answer's start and body, held until its last part, then the envelope
+            sent at once: not after the app returns, which is after its session ended."""
+            nonlocal start
             if message["type"] == "http.response.start":
-                media_type = MutableHeaders(raw=message["headers"]).get("content-type", "")
-                wrapped = media_type.encode().startswith(JSON_TYPES) or message["status"] == 204
-                passing = not wrapped or message["status"] == 304
-                if passing:
-                    await _varying(send)(message)
-                else:
+                if _wrapped(message) and message["status"] != 304:
                     start = message
-            elif passing:
+                    return
+                await _varying(send)(message)
+            elif start is None:
                 await send(message)
             else:
                 body.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    await _send_envelope(scope, start, b"".join(body), send)
 
         await self.app(scope, receive, hold)
-        if start is not None:
-            await _send_envelope(scope, start, b"".join(body), send)
 
 
 def _varying(send: Send) -> Send:
@@ -100,41 +116,45 @@ async def _send_envelope(scope: Scope, start: Message, body: bytes, send: Send) 
     """The plain body goes into the envelope as it is, byte for byte: it is parsed only for
     what a popup says (a write's answer, a problem document), never to be written again."""
     status = start["status"]
+    success = status < 400
     operation = getattr(scope.get("route"), "name", None)
-    if status < 400:
-        data = json.loads(body) if body and messages.announces(operation) else None
+    if success:
+        data = _parsed(body) if messages.announces(operation) else None
         popup = messages.success_popup(operation, data)
     else:
-        problem = json.loads(body) if body else {}
         retry_after = MutableHeaders(raw=start["headers"]).get("retry-after")
+        problem = _parsed(body)
+        problem = problem if isinstance(problem, dict) else {"status": status}
         popup = messages.error_popup(operation, problem, retry_after=retry_after)
-    plain, popup_json = body or b"null", popup.model_dump_json().encode() if popup else b"null"
-    data_json, error_json = (plain, b"null") if status < 400 else (b"null", plain)
-    success = b"true" if status < 400 else b"false"
+    plain = body or b"null"
     content = b'{"success":%s,"data":%s,"popup":%s,"error":%s}' % (
-        success,
-        data_json,
-        popup_json,
-        error_json,
+        b"true" if success else b"false",
+        plain if success else b"null",
+        popup.model_dump_json().encode() if popup else b"null",
+        b"null" if success else plain,
     )
     headers = MutableHeaders(raw=list(start["headers"]))
     headers["content-type"] = ENVELOPE_JSON
     headers["content-length"] = str(len(content))
     headers.add_vary_header("Accept")
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200 if status == 204 else status,
-            "headers": headers.raw,
-        }
-    )
+    await send({"type": "http.response.start", "status": 200 if status == 204 else status,
+                "headers": headers.raw})  # fmt: skip
     await send({"type": "http.response.body", "body": content})
 
 
+def _parsed(body: bytes) -> Any:
+    """The answer's JSON, or None where it is not (the popup then says less)."""
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
+
+
 def document_envelopes(document: dict[str, Any]) -> dict[str, Any]:
-    """Document the envelope beside each `/api/` answer: its own media type whose schema is
+    """Document the envelope beside each `/api/` answer: its own media type, whose schema is
     the generic `Envelope` with the answer's schema as `data` (a success) or `error` (an
-    error), and, for a 204, the 200 that the envelope answers instead."""
+    error) and its popup (one for a write's success and every error, null for a read's);
+    for a 204, the 200 that the envelope answers instead."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas["Popup"] = messages.Popup.model_json_schema()
     schemas["Envelope"] = _ENVELOPE_SCHEMA
@@ -142,27 +162,32 @@ def document_envelopes(document: dict[str, Any]) -> dict[str, Any]:
         if not path.startswith(PREFIX):
             continue
         for operation in path_item.values():
+            announces = messages.announces(operation.get("operationId"))
             responses = operation.get("responses", {})
             for status, response in list(responses.items()):
+                success = not status.startswith(("4", "5"))
                 if status == "204":
-                    responses.setdefault("200", _empty_success(response))
+                    responses.setdefault("200", _empty_success(response, announces))
                     continue
                 content = response.get("content", {})
-                plain = next((content[t] for t in content if t.encode() in JSON_TYPES), None)
+                plain = next((content[t] for t in content if t in JSON_TYPES), None)
                 if plain is not None and "schema" in plain:
-                    success = int(status) < 400
-                    content[ENVELOPE_JSON] = {"schema": _named(schemas, plain["schema"], success)}
+                    popup = announces or not success
+                    enveloped = _named(schemas, plain["schema"], success=success, popup=popup)
+                    content[ENVELOPE_JSON] = {"schema": enveloped}
     return document
 
 
-def _named(schemas: dict[str, Any], schema: dict[str, Any], success: bool) -> dict[str, Any]:
-    """The envelope over `schema`, as a component of its own (`Envelope_TaskPublic_`, as
-    pydantic names a generic model) where `schema` is one."""
+def _named(schemas: dict[str, Any], schema: dict[str, Any], **kinds: bool) -> dict[str, Any]:
+    """The envelope over `schema`, as a component of its own where `schema` is one, named
+    as pydantic names a generic model: `Envelope_TaskPublic_` (with no popup, a read's),
+    `EnvelopeWithPopup_TaskPublic_` (a write's), `Envelope_ProblemDetail_` (an error's)."""
     ref: str = schema.get("$ref", "")
     if not ref:
-        return _specialised(schema, success)
-    name = f"Envelope_{ref.rpartition('/')[2]}_"
-    schemas.setdefault(name, _specialised(schema, success))
+        return _specialised(schema, **kinds)
+    kind = "EnvelopeWithPopup" if kinds["success"] and kinds["popup"] else "Envelope"
+    name = f"{kind}_{ref.rpartition('/')[2]}_"
+    schemas.setdefault(name, _specialised(schema, **kinds))
     return {"$ref": f"#/components/schemas/{name}"}
 
 
@@ -178,12 +203,13 @@ _ENVELOPE_SCHEMA: dict[str, Any] = {
     },
     "required": ["success", "data", "popup", "error"],
 }
+_NULL = {"type": "null"}
 
 
-def _specialised(schema: dict[str, Any], success: bool) -> dict[str, Any]:
-    null = {"type": "null"}
+def _specialised(schema: dict[str, Any], *, success: bool, popup: bool) -> dict[str, Any]:
     fields: dict[str, Any] = {"success": {"const": success}}
-    fields |= {"data": schema, "error": null} if success else {"data": null, "error": schema}
+    fields |= {"data": schema, "error": _NULL} if success else {"data": _NULL, "error": schema}
+    fields["popup"] = {"$ref": "#/components/schemas/Popup"} if popup else _NULL
     return {
         "allOf": [
             {"$ref": "#/components/schemas/Envelope"},
@@ -192,8 +218,9 @@ def _specialised(schema: dict[str, Any], success: bool) -> dict[str, Any]:
     }
 
 
-def _empty_success(response: dict[str, Any]) -> dict[str, Any]:
+def _empty_success(response: dict[str, Any], popup: bool) -> dict[str, Any]:
+    schema = _specialised(_NULL, success=True, popup=popup)
     return {
         "description": f"{response.get('description', 'Done')} (the envelope: `data` is null)",
-        "content": {ENVELOPE_JSON: {"schema": _specialised({"type": "null"}, True)}},
+        "content": {ENVELOPE_JSON: {"schema": schema}},
     }

@@ -118,7 +118,7 @@ class Conflict(AppError):
 class PreconditionFailed(AppError):
     status = 412
     code = "precondition_failed"
-    detail = "The resource has changed since that version was read."
+    detail = "The resource has changed since that version was read; reload it and try again."
 
     def __init__(self, current_etag: str):
         super().__init__(headers={"ETag": current_etag})
@@ -129,7 +129,7 @@ class InvalidInput(AppError):
 
     status = 422
     code = "validation_error"
-    detail = "Some fields of the request are not valid: see `errors`."
+    detail = "Some fields of the request are not valid; errors lists each."
 
     def __init__(self, loc: tuple[str | int, ...], error_type: str, msg: str | None = None):
         super().__init__()
@@ -225,8 +225,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     headers = dict(exc.headers or {})
     if exc.status_code == 404:
         detail = NotFound.detail
+    if exc.status_code == 400:
+        detail = "The body is not valid UTF-8 JSON, or is nested too deep."
     if exc.status_code == 405:
-        detail = "This path does not take that method; `Allow` lists the ones it takes."
+        detail = "This path does not take that method; the Allow header lists the ones it does."
         headers["Allow"] = ", ".join(_allowed_methods(request))
     return problem(exc.status_code, code, detail, headers=headers)
 

@@ -53,10 +53,14 @@ _NEXT_STEPS = {
     "not_authenticated": "Sign in and try again.",
     "invalid_token": "Sign in again.",
     "not_found": "Reload the list: it may have been deleted.",
-    "precondition_failed": "Reload the {resource} and try again.",
-    "precondition_required": "Reload the {resource} and try again.",
 }
-"""What to do next, where the problem's detail does not already say it."""
+"""What to do next, after the problem's detail, where the detail does not say it."""
+_ERROR_TEXTS = {
+    "precondition_failed": "The {resource} was changed elsewhere since you loaded it. "
+    "Reload the {resource} and try again.",
+    "rate_limited": "Too many requests. Wait {retry_after} and try again.",
+}
+"""A popup's text in place of the problem's detail, where a person needs other words."""
 _WARNINGS = frozenset({409, 412, 429})
 
 
@@ -66,14 +70,17 @@ def error_popup(
     """The popup of an error: the problem's title, and its detail (or first field error)
     with what to do next, where there is something to do."""
     code = str(problem.get("code", ""))
-    errors = problem.get("errors") or []
+    errors = [e for e in problem.get("errors") or [] if isinstance(e, dict) and "msg" in e]
     text = str(errors[0]["msg"]) if errors else str(problem.get("detail", ""))
-    if code == "rate_limited" and retry_after:
-        text = f"Too many requests. Wait {retry_after} seconds and try again."
-    if len(errors) > 1:
-        text += f" ({len(errors) - 1} more)"
+    if len(errors) == 2:
+        text += " One more field is not valid."
+    elif len(errors) > 2:
+        text += f" {len(errors) - 1} more fields are not valid."
     if step := _NEXT_STEPS.get(code):
-        text = f"{text} {step.format(resource=_resource(operation))}"
+        text = f"{text} {step}"
+    wait = "a moment" if not retry_after else _seconds(retry_after)
+    if template := _ERROR_TEXTS.get(code):
+        text = template.format(resource=_resource(operation), retry_after=wait)
     icon: Icon = "warning" if problem.get("status") in _WARNINGS else "error"
     return Popup(icon=icon, title=str(problem.get("title") or title(code)), text=text)
 
@@ -110,8 +117,14 @@ def success_popup(operation: str | None, data: Any) -> Popup | None:
 
 
 class _Blank(dict[str, Any]):
+    """Fields for a message; one the answer lacks reads as "this"."""
+
     def __missing__(self, key: str) -> str:
-        return "It"
+        return "this"
+
+
+def _seconds(value: str) -> str:
+    return "1 second" if value.strip() == "1" else f"{value.strip()} seconds"
 
 
 def _resource(operation: str | None) -> str:
@@ -141,6 +154,7 @@ _MESSAGES = {
     "string_pattern_mismatch": "{field} is not in the expected format.",
     "too_short": "{field} must have at least {min_length} items.",
     "too_long": "{field} must have at most {max_length} items.",
+    "string_too_short": "{field} must be at least {min_length} characters.",
     "int_type": "{field} must be a whole number.",
     "int_parsing": "{field} must be a whole number.",
     "int_from_float": "{field} must be a whole number.",
@@ -160,7 +174,7 @@ _MESSAGES = {
     "timezone_aware": "{field} must include a time zone, such as Z or +01:00.",
     "enum": "{field} must be one of {expected}.",
     "literal_error": "{field} must be one of {expected}.",
-    "extra_forbidden": "{field} is not a field of this request.",
+    "extra_forbidden": "“{name}” is not a field of this request.",
     "json_invalid": "The body is not valid JSON.",
     "json_type": "The body must be JSON.",
     "model_type": "{field} must be a JSON object.",
@@ -201,15 +215,18 @@ def validation_message(error: Any) -> str:
     kind = error["type"]
     context = dict(error.get("ctx") or {})
     field = _label(error["loc"])
+    if isinstance(error.get("input"), str) and kind in ("too_short", "too_long"):
+        kind = f"string_{kind}"  # a length checked after a text's own rules
     if kind in ("string_too_short", "too_short") and context.get("min_length") == 1:
         return f"{field} must not be empty."
-    if kind == "string_too_short":
-        return f"{field} must be at least {context.get('min_length')} characters."
     if kind == "value_error" and "error" in context:
         reason = str(context["error"]).rstrip(".")
+        if reason.startswith("must "):  # the rules of `fields.py`, written to follow a name
+            return f"{field} {reason}."
         return f"{field}: {reason[:1].lower()}{reason[1:]}."
     if template := _MESSAGES.get(kind):
-        return template.format_map(_Blank(context | {"field": field}))
+        name = str(list(error["loc"])[-1]) if error["loc"] else ""
+        return template.format_map(_Blank(context | {"field": field, "name": name}))
     message = str(error["msg"]).rstrip(".")
     return f"{field}: {message[:1].lower()}{message[1:]}."
 

@@ -16,6 +16,7 @@ from sqlmodel import Session
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from backend import middleware
 from backend.config import Settings
 from backend.envelope import ENVELOPE_JSON, Envelope, wants_envelope
 from backend.main import create_app
@@ -257,7 +258,7 @@ def test_a_stale_write_is_412_with_a_warning_and_a_fresh_read_is_304_without_a_b
     assert stale.json()["popup"] == {
         "icon": "warning",
         "title": "Changed elsewhere",
-        "text": "The resource has changed since that version was read. "
+        "text": "The task was changed elsewhere since you loaded it. "
         "Reload the task and try again.",
     }
     assert stale.json()["error"]["code"] == "precondition_failed"
@@ -289,11 +290,12 @@ def test_rate_limited_is_a_warning_that_says_how_long_to_wait(
         refused = client.get("/api/alice/tasks", headers=auth() | ENVELOPE)
 
     assert refused.status_code == 429
-    seconds = refused.headers["retry-after"]
+    seconds = int(refused.headers["retry-after"])
+    wait = "1 second" if seconds == 1 else f"{seconds} seconds"
     assert refused.json()["popup"] == {
         "icon": "warning",
         "title": "Too many requests",
-        "text": f"Too many requests. Wait {seconds} seconds and try again.",
+        "text": f"Too many requests. Wait {wait} and try again.",
     }
 
 
@@ -305,8 +307,12 @@ def test_rate_limited_is_a_warning_that_says_how_long_to_wait(
         (f"{ENVELOPE_JSON};q=0.9, */*;q=0.1", True),
         (f"application/json, {ENVELOPE_JSON}", True),
         (f"application/json, {ENVELOPE_JSON};q=0.5", False),
+        (f"{ENVELOPE_JSON};q=0.5, */*;q=0.8, application/json;q=0.1", True),
+        (f"{ENVELOPE_JSON};q=0.5, application/*;q=0.8", False),
+        ("Application/Vnd.Todo.Envelope+JSON ; Q=0.7 ; charset=utf-8", True),
         (f"{ENVELOPE_JSON};q=0", False),
         (f"{ENVELOPE_JSON};q=oops", False),
+        (f"{ENVELOPE_JSON};q=2", False),
         ("application/json", False),
         ("*/*", False),
         ("", False),
@@ -322,3 +328,98 @@ def test_routes_outside_the_api_answer_plain_whatever_the_accept(client: TestCli
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     assert "vary" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("accept", "media_type"),
+    [
+        (f"text/html, {ENVELOPE_JSON};q=0.9, */*;q=0.8", ENVELOPE_JSON),
+        (f"{ENVELOPE_JSON};q=0.5, application/json", "application/json"),
+        ("application/json", "application/json"),
+        (None, "application/json"),
+    ],
+)
+def test_list_answers_the_media_type_its_accept_prefers(
+    client: TestClient, auth: AuthFactory, accept: str | None, media_type: str
+) -> None:
+    headers = auth() | ({"Accept": accept} if accept else {})
+
+    response = client.get("/api/alice/tasks", headers=headers)
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == media_type
+    assert response.headers["vary"] == "Accept"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content", "headers", "status", "code"),
+    [
+        ("POST", "/api/alice/tasks", b'{"title": ', {}, 422, "validation_error"),
+        ("POST", "/api/alice/tasks", b"[" * 10_000 + b"]" * 10_000, {}, 400, "bad_request"),
+        ("PUT", "/api/alice/tasks", b"{}", {}, 405, "method_not_allowed"),
+        ("POST", "/api/alice/tasks", b"x" * 70_000, {}, 413, "payload_too_large"),
+        ("GET", "/api/alice/nothing-here", b"", {}, 404, "not_found"),
+        ("POST", "/api/alice/categories", b'{"name": "Home"}', {}, 409, "conflict"),
+    ],
+    ids=["422 json", "400 nested", "405", "413", "404 no route", "409"],
+)
+def test_an_error_raised_before_or_outside_a_route_is_enveloped_like_the_plain_one(
+    client: TestClient,
+    auth: AuthFactory,
+    method: str,
+    path: str,
+    content: bytes,
+    headers: dict[str, str],
+    status: int,
+    code: str,
+) -> None:
+    sent = auth() | {"Content-Type": "application/json"} | headers
+    if code == "conflict":
+        client.post(path, content=content, headers=sent)
+
+    plain = client.request(method, path, content=content, headers=sent)
+    Plain.answers.clear()
+    enveloped = client.request(method, path, content=content, headers=sent | ENVELOPE)
+
+    assert (plain.status_code, plain.json()["code"]) == (status, code)
+    document = assert_agrees(enveloped, Plain.answers[0])
+    assert document["error"] == plain.json()
+    assert document["popup"]["text"].endswith(".")
+    assert "`" not in document["popup"]["text"]
+
+
+@pytest.mark.parametrize("accept", [ENVELOPE_JSON, "application/json"])
+def test_an_answer_is_sent_before_the_request_session_ends(
+    client: TestClient, auth: AuthFactory, monkeypatch: pytest.MonkeyPatch, accept: str
+) -> None:
+    """The answer goes out with its last byte, enveloped or not; ending the session (a
+    read's COMMIT) comes after, off the client's time."""
+    events: list[str] = []
+    ending = middleware.RequestSession.end
+
+    async def end(self: middleware.RequestSession, *, commit: bool) -> None:
+        events.append("session ended")
+        await ending(self, commit=commit)
+
+    monkeypatch.setattr(middleware.RequestSession, "end", end)
+    app = client.app
+
+    async def observed(scope: Scope, receive: Receive, send: Send) -> None:
+        async def record(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                events.append("answer sent")
+            await send(message)
+
+        await app(scope, receive, record)
+
+    async def call() -> httpx2.Response:
+        transport = httpx2.ASGITransport(app=observed)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            return await c.get("/api/alice/tasks", headers=auth() | {"Accept": accept})
+
+    assert client.portal is not None
+    response = client.portal.call(call)
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == accept
+    assert events == ["answer sent", "session ended"]

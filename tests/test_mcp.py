@@ -248,7 +248,7 @@ def test_invalid_arguments_are_validation_errors_naming_the_argument(
 
     assert blank["errors"][0]["loc"] == ["arguments", "title"]
     assert blank["errors"][0]["msg"] == "Title must not be empty."  # as REST says it
-    assert unknown["errors"][0]["msg"] == "Owner is not a field of this request."
+    assert unknown["errors"][0]["msg"] == "“owner” is not a field of this request."
     assert unknown["errors"][0]["loc"] == ["arguments", "owner"]
     assert not_uuid["errors"][0]["loc"] == ["arguments", "task_id"]
     assert out_of_range["errors"][0]["loc"] == ["arguments", "due_at"]

@@ -99,3 +99,26 @@ def test_a_rule_only_the_service_checks_names_its_field(
             "type": "category_not_found",
         }
     ]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"title": ""}, "Title must not be empty."),
+        ({"title": "x" * 201}, "Title must be at most 200 characters."),
+        ({"title": "a\u0007b"}, "Title must not contain control characters."),
+        ({"title": "Ok", "owner": "bob"}, "“owner” is not a field of this request."),
+        ({"title": "Ok", "priority": "urgent"}, None),
+        ({"title": "Ok", "due_at": "2026-12-31T09:00:00"}, None),
+    ],
+)
+def test_create_task_with_a_wrong_field_names_it_in_a_sentence(
+    client: TestClient, auth: AuthFactory, body: dict[str, Any], message: str | None
+) -> None:
+    response = client.post("/api/alice/tasks", json=body, headers=auth())
+
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert SENTENCE.match(error["msg"]), error
+    if message is not None:
+        assert error["msg"] == message

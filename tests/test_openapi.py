@@ -96,6 +96,9 @@ def test_every_api_answer_documents_its_envelope_over_its_own_schema(
             assert fields["success"] == {"const": success}, (name, status)
             assert fields["data" if success else "error"] == plain["schema"], (name, status)
             assert fields["error" if success else "data"] == {"type": "null"}, (name, status)
+            writes = not name.startswith("GET")
+            popup = {"$ref": "#/components/schemas/Popup"} if writes or not success else None
+            assert fields["popup"] == (popup or {"type": "null"}), (name, status)
         if "204" in responses:
             envelope = responses["200"]["content"][ENVELOPE_JSON]["schema"]["allOf"][1]
             assert envelope["properties"]["data"] == {"type": "null"}, name

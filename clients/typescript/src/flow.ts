@@ -265,7 +265,7 @@ async function main(): Promise<void> {
 /** The same API asked for the envelope: `{success, data, popup, error}` around each answer. */
 async function envelopeFlow(baseUrl: string, user_id: string, token: string): Promise<void> {
   // The envelope's media type as the client's second type argument: each body is typed from
-  // that media type's schema (`Envelope_TaskPublic_`, `Envelope_ProblemDetail_`). openapi-fetch
+  // that media type's schema (`EnvelopeWithPopup_TaskPublic_`, `Envelope_ProblemDetail_`). openapi-fetch
   // parses a body as JSON whatever its content-type (parseAs "json"): a 2xx into `data`, any
   // other status into `error`, so an error's envelope is `error` and its problem `error.error`.
   const api = createClient<paths, typeof ENVELOPE>({
