@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from backend.jwks import KEY_SHAPES
 
@@ -80,6 +81,12 @@ class Settings(BaseSettings):
     `db_pool_timeout_seconds`, then 503 `db_unavailable` (`middleware.RequestConcurrency`)."""
     changes_retention_days: int = Field(default=30, ge=1)
     """How long a deletion stays in the change feed; an older sync token answers 410."""
+    events_max_streams_per_user: int = Field(default=10, ge=1)
+    """Event streams one user may hold open at once, per worker; 429 past it."""
+    events_max_streams: int = Field(default=1000, ge=1)
+    """Event streams a worker holds open at once; 503 past it."""
+    events_check_seconds: float = Field(default=60, gt=0)
+    """How often an open stream checks that its token is still accepted."""
     rate_limit_enabled: bool = True
     rate_limit_user: str = "600/minute"
     """Requests per token subject, counted after authentication (limits' notation)."""
@@ -175,6 +182,13 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def driver_conninfo(self) -> str:
+        """`DATABASE_URL` as psycopg itself takes it (for the event listener's own
+        connection, outside SQLAlchemy's pool)."""
+        url = make_url(self.database_url).set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
 
     @property
     def uses_jwks(self) -> bool:

@@ -285,9 +285,9 @@ def _forget(task: "asyncio.Task[Any]") -> None:
 
 
 def create_sessionmaker(
-    engine: AsyncEngine, settings: Settings
+    engine: AsyncEngine, settings: Settings, **info: Any
 ) -> async_sessionmaker[AsyncSession]:
-    info: dict[str, Any] = {}
+    """Sessions of `engine`, each with `info` in its `Session.info`."""
     if not settings.is_sqlite and not settings.db_prepared_statements:
         # No start-up options through a transaction pooler: the limits go with each
         # transaction (SET LOCAL), so they never leak into another client's transaction.

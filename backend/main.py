@@ -1,5 +1,7 @@
 """The application factory: settings in, a FastAPI app out."""
 
+import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -16,6 +18,10 @@ from backend.config import Settings, get_settings
 from backend.deps import require_owner
 from backend.envelope import Envelope
 from backend.errors import install_error_handlers
+from backend.events.broker import BROKER, Broker, listen
+from backend.events.routes import require_stream_owner
+from backend.events.routes import router as events_router
+from backend.events.routes import stream_router as events_stream_router
 from backend.history.routes import router as history_router
 from backend.idempotency.guard import CommitWithAnswer, Replay, replay
 from backend.mcp.server import mcp_sessions, mount_mcp
@@ -85,14 +91,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = db.create_engine(settings)
         app.state.engine = engine
-        app.state.sessionmaker = db.create_sessionmaker(engine, settings)
+        app.state.sessionmaker = db.create_sessionmaker(
+            engine, settings, **{BROKER: app.state.broker}
+        )
         app.state.readiness = health.ReadinessProbe(engine)
         app.state.turns = RequestConcurrency(
             settings.request_concurrency or settings.db_pool_size,
             wait_seconds=settings.db_pool_timeout_seconds,
         )
+        listener = None
+        if not settings.is_sqlite:  # other workers' writes: NOTIFY
+            listener = asyncio.create_task(listen(app.state.broker, settings.driver_conninfo))
         async with mcp_sessions(app):
             yield
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
         if app.state.rate_limiter is not None:
             await app.state.rate_limiter.close()
         await app.state.readiness.close()
@@ -106,6 +121,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=_operation_id,
         openapi_tags=TAGS,
     )
+    app.state.settings = settings
+    app.state.broker = Broker()
     app.state.verifier = auth.create_verifier(settings)
     app.state.cursor_signer = CursorSigner(settings.cursor_secret())
     app.state.changes_retention = timedelta(days=settings.changes_retention_days)
@@ -153,6 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stats_router,
         users_router,
         tokens_router,
+        events_router,
     ):
         app.include_router(
             router,
@@ -160,6 +178,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             dependencies=[Depends(require_owner)],
             responses=PROBLEM_RESPONSES,
         )
+    app.include_router(
+        events_stream_router,
+        prefix="/api/{user_id}",
+        dependencies=[Depends(require_stream_owner)],
+        responses=PROBLEM_RESPONSES,
+    )
     app.include_router(health.router)
     mount_mcp(app, settings)
     app.include_router(metrics_router)

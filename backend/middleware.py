@@ -26,6 +26,7 @@ from backend.health import HEALTH_PATHS
 logger = logging.getLogger("todo_api")
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+STREAM = "text/event-stream"
 
 
 class RequestConcurrency:
@@ -87,12 +88,15 @@ class RequestSession:
 
     async def end(self, *, commit: bool) -> None:
         """End the session, if it was opened: with `COMMIT` first if `commit`, then
-        closed (a rollback of whatever was not committed). Then give the turn back."""
+        closed (a rollback of whatever was not committed). Then give the turn back. Once:
+        a stream ends both before it starts streaming (`events.routes`)."""
+        session, self._session = self._session, None
         try:
-            if self._session is not None:
-                await end_session(self._session, commit=commit)
+            if session is not None:
+                await end_session(session, commit=commit)
         finally:
             if self._has_turn:
+                self._has_turn = False
                 self._turns.give_back()
 
 
@@ -198,7 +202,10 @@ class Deadline:
             nonlocal started
             if expired:
                 return  # the deadline answered (or gave up on) this request
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                if Headers(raw=message["headers"]).get("content-type", "").startswith(STREAM):
+                    timer.cancel()  # a stream has answered; it bounds its own life
             await send(message)
 
         def expire() -> None:

@@ -367,6 +367,37 @@ class ChangesPage(BaseModel):
     has_more: bool
 
 
+# A ticket that opens one event stream from a browser (`EventSource` sends no header);
+# only its SHA-256 is stored, and opening the stream deletes it.
+class EventTicket(SQLModel, table=True):
+    __tablename__ = "event_tickets"
+    __table_args__ = (
+        ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_event_tickets_user"),
+    )
+
+    user_id: str = _owner_key()
+    digest: str = Field(primary_key=True, max_length=64)
+    expires_at: datetime = _timestamp()
+    stream_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """When the token that asked for the ticket stops being accepted: the stream ends then."""
+    token_digest: str | None = Field(default=None, max_length=64)
+    """The personal access token that asked for it: the stream ends when it is revoked."""
+
+
+# A ticket as its 201 answer shows it, the one time its secret is shown.
+class TicketPublic(BaseModel):
+    ticket: str
+    expires_at: datetime
+
+
+# A change as an event stream tells it: what changed, not its state (read it if needed).
+class ChangeEvent(BaseModel):
+    entity: ChangeEntity
+    id: UUID
+    op: ChangeOp
+    version: int
+
+
 # A personal access token for scripts and integrations; only its SHA-256 is stored.
 class PersonalToken(SQLModel, table=True):
     __tablename__ = "personal_tokens"

@@ -22,6 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.changes.service import append_changes
 from backend.db import utcnow
+from backend.events.broker import CHANGED
 from backend.fields import ChangeEntity, ChangeOp, HistoryAction
 from backend.history.service import entry, insert_entries
 
@@ -78,5 +79,7 @@ class UnitOfWork:
                 raise StaleDataError("the row is no longer at the version it was read at")
         insert_entries(connection, self._entries)
         append_changes(connection, self.user_id, self._changes, self.at)
+        if self._changes:
+            sync_session.info[CHANGED] = self.user_id  # wakes the user's streams (SQLite)
         if DEFERRED not in sync_session.info:
             sync_session.commit()

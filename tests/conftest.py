@@ -47,6 +47,7 @@ for _name in _settings_variables():
 os.environ.setdefault("RATE_LIMIT_IP", "1000000/minute")
 os.environ.setdefault("RATE_LIMIT_USER", "1000000/minute")
 TABLES = (
+    "event_tickets",
     "changes",
     "idempotency_keys",
     "personal_tokens",

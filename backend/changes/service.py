@@ -16,6 +16,7 @@ which every change has committed and none will commit later:
 """
 
 import time
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -195,6 +196,60 @@ _HEAD = select(settled_below() - 1)
 """The last number a sync that starts over may skip deletions up to."""
 
 
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a reader of the feed stands: every change up to `after` read, deletions only
+    after `deletes_after` wanted, and every deletion seen as of `seen_at` (Unix time)."""
+
+    after: int
+    deletes_after: int
+    seen_at: int
+
+    def token(self, signer: CursorSigner, user_id: str) -> str:
+        deletes_after = self.deletes_after if self.deletes_after > self.after else 0
+        return signer.encode(user_id, FEED_SCOPE, [self.after, deletes_after, self.seen_at])
+
+
+async def start_position(session: AsyncSession, *, user_id: str, everything: bool) -> Position:
+    """A reader's first position: before every live entity (`everything`, a sync that
+    starts over), or at the head of the feed, for what changes from now on."""
+    _, head = await read_rows(session, _HEAD, {OWNER: user_id})
+    last = head[0][0] or 0  # None: a user yet to write (SQLite)
+    return Position(0 if everything else last, last, int(time.time()))
+
+
+def read_position(signer: CursorSigner, user_id: str, token: str, retention: timedelta) -> Position:
+    """The position a token stands for: 422 if it is not the user's, 410 if too old."""
+    values = signer.decode(user_id, FEED_SCOPE, token, field="since")
+    if len(values) != 3 or not all(type(value) is int for value in values):
+        raise bad_cursor("since")
+    position = Position(*values)
+    if time.time() - position.seen_at > retention.total_seconds():
+        raise SyncExpired
+    return position
+
+
+async def read_changes(
+    session: AsyncSession, *, user_id: str, since: Position, limit: int
+) -> tuple[list[tuple[Position, dict[str, Any]]], bool]:
+    """At most `limit` changes after `since`, each with the position right after it, and
+    whether more follow.
+
+    A position carries the time from which its holder has seen every deletion: the end of
+    the read that reached the end of the feed, or, while more follow, the time of the
+    position the reading started from: a reader that stops half way must not hold a
+    token younger than what it missed."""
+    params = {OWNER: user_id, "after": since.after, "deletes_after": since.deletes_after}
+    names, rows = await read_rows(session, _FEED, params | {"limit": limit + 1})
+    records = [dict(zip(names, row, strict=True)) for row in rows]
+    has_more = len(records) > limit
+    seen_at = since.seen_at if has_more else int(time.time())
+    return [
+        (Position(record["seq"], since.deletes_after, seen_at), _change(record))
+        for record in records[:limit]
+    ], has_more
+
+
 async def list_changes(
     session: AsyncSession,
     *,
@@ -204,37 +259,17 @@ async def list_changes(
     signer: CursorSigner,
     retention: timedelta,
 ) -> ChangesPage:
-    """The changes after `since` (every live entity, without it), at most `limit`.
-
-    A token carries the time from which its holder has seen every deletion: the end of the
-    read that reached the end of the feed, or, while pages follow (`has_more`), the time
-    of the token the paging started from (of the head read, for a sync that starts over):
-    a client that stops half way must not hold a token younger than what it missed."""
+    """The changes after `since` (every live entity, without it), at most `limit`."""
     if since is None:
-        seen_at = int(time.time())
-        _, head = await read_rows(session, _HEAD, {OWNER: user_id})
-        after, deletes_after = 0, head[0][0] or 0  # None: a user yet to write (SQLite)
+        position = await start_position(session, user_id=user_id, everything=True)
     else:
-        after, deletes_after, seen_at = _read_token(signer, user_id, since, retention)
-    params = {OWNER: user_id, "after": after, "deletes_after": deletes_after, "limit": limit + 1}
-    names, rows = await read_rows(session, _FEED, params)
-    records = [dict(zip(names, row, strict=True)) for row in rows]
-    has_more = len(records) > limit
-    records = records[:limit]
-    if records:
-        after = records[-1]["seq"]
+        position = read_position(signer, user_id, since, retention)
+    changes, has_more = await read_changes(session, user_id=user_id, since=position, limit=limit)
+    last = changes[-1][0] if changes else replace(position, seen_at=int(time.time()))
     return _PAGE.validate_python(
         {
-            "changes": [_change(record) for record in records],
-            "next_since": signer.encode(
-                user_id,
-                FEED_SCOPE,
-                [
-                    after,
-                    deletes_after if deletes_after > after else 0,
-                    seen_at if has_more else int(time.time()),
-                ],
-            ),
+            "changes": [change for _, change in changes],
+            "next_since": last.token(signer, user_id),
             "has_more": has_more,
         }
     )
@@ -257,18 +292,6 @@ def _change(record: dict[str, Any]) -> dict[str, Any]:
         "version": record["version"],
         "data": data,
     }
-
-
-def _read_token(
-    signer: CursorSigner, user_id: str, token: str, retention: timedelta
-) -> tuple[int, int, int]:
-    values = signer.decode(user_id, FEED_SCOPE, token, field="since")
-    if len(values) != 3 or not all(type(value) is int for value in values):
-        raise bad_cursor("since")
-    after, deletes_after, seen_at = values
-    if time.time() - seen_at > retention.total_seconds():
-        raise SyncExpired
-    return after, deletes_after, seen_at
 
 
 _PRUNE = delete(_CHANGES).where(

@@ -40,7 +40,8 @@ NEWEST_FIRST = Keyset(
 )
 
 
-def _digest(token: str) -> str:
+def token_digest(token: str) -> str:
+    """What is stored of a secret token: its SHA-256, in hex."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -74,7 +75,7 @@ async def create_token(
         "user_id": user_id,
         "id": uuid7(),
         **dict(token_in),
-        "token_hash": _digest(secret),
+        "token_hash": token_digest(secret),
         "hint": secret[:HINT_LENGTH],
         "created_at": work.at,
         "last_used_at": None,
@@ -102,10 +103,18 @@ _USED = (
 )
 
 
+async def is_token_accepted(session: AsyncSession, *, digest: str) -> bool:
+    """Whether the personal access token of `digest` is still accepted (not revoked, not
+    expired): an open event stream asks now and then."""
+    await scope_to(session, token_lookup=digest)
+    row = (await session.exec(_BY_DIGEST, params={"digest": digest})).first()
+    return row is not None and (row.expires_at is None or row.expires_at > utcnow())
+
+
 async def verify_personal_token(session: AsyncSession, *, token: str) -> Claims:
     """The claims of a personal access token, found by its digest (the one query here
     that cannot start from an owner: the token is what names the owner)."""
-    digest = _digest(token)
+    digest = token_digest(token)
     await scope_to(session, token_lookup=digest)
     row = (await session.exec(_BY_DIGEST, params={"digest": digest})).first()
     now = utcnow()

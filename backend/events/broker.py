@@ -1,0 +1,93 @@
+"""Wake-ups of a user's open event streams when the user's change feed grows.
+
+Streams read what changed from the feed itself; the broker only tells them when to look.
+On PostgreSQL, one `LISTEN todo_changes` connection per worker hears every write's
+`NOTIFY` (a trigger on `changes` sends the user's id at the write's commit), so a write on
+any worker wakes the streams on every worker. While that connection is down, streams poll
+the feed every second. A commit also wakes the streams of its own process at once
+(`_wake_after_commit`), which is all there is on SQLite.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+
+import psycopg
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from backend.db import ScopedSession
+
+logger = logging.getLogger("todo_api")
+
+CHANNEL = "todo_changes"
+BROKER = "events.broker"
+"""Key in `Session.info`: the app's `Broker`, given to each of its sessions."""
+CHANGED = "events.changed"
+"""Key in `Session.info`: the user whose feed this transaction wrote (`UnitOfWork`)."""
+RECONNECT_SECONDS = 1.0
+
+
+class Broker:
+    """The open streams of this process, by user, and whether wake-ups arrive."""
+
+    def __init__(self) -> None:
+        self._streams: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self.listening = True
+        """False while wake-ups may be lost (the listener is down): streams then poll."""
+
+    @contextlib.contextmanager
+    def subscribe(self, user_id: str) -> Iterator[asyncio.Event]:
+        """An event set whenever `user_id`'s feed may have grown, for one stream."""
+        wake = asyncio.Event()
+        self._streams[user_id].add(wake)
+        try:
+            yield wake
+        finally:
+            self._streams[user_id].discard(wake)
+            if not self._streams[user_id]:
+                del self._streams[user_id]
+
+    def streams_of(self, user_id: str) -> int:
+        return len(self._streams.get(user_id, ()))
+
+    @property
+    def streams(self) -> int:
+        return sum(len(wakes) for wakes in self._streams.values())
+
+    def wake(self, user_id: str) -> None:
+        for wake in self._streams.get(user_id, ()):
+            wake.set()
+
+    def wake_everyone(self) -> None:
+        for user_id in list(self._streams):
+            self.wake(user_id)
+
+
+@event.listens_for(ScopedSession, "after_commit")
+def _wake_after_commit(session: Session) -> None:
+    """Wake this process's streams of a user once a transaction that wrote the user's
+    feed commits (the app's sessions carry its broker in `Session.info`)."""
+    user_id = session.info.pop(CHANGED, None)
+    broker: Broker | None = session.info.get(BROKER)
+    if user_id is not None and broker is not None:
+        broker.wake(user_id)
+
+
+async def listen(broker: Broker, conninfo: str) -> None:
+    """PostgreSQL: hear every `NOTIFY` of the feed and wake the user's streams, until
+    cancelled; reconnect when the connection drops, with the streams polling meanwhile."""
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                await conn.execute(f"LISTEN {CHANNEL}")
+                broker.listening = True
+                broker.wake_everyone()  # what was written while nobody listened
+                async for notify in conn.notifies():
+                    broker.wake(notify.payload)
+        except psycopg.Error as exc:
+            logger.warning("event listener lost its connection: %s", type(exc).__name__)
+        broker.listening = False
+        await asyncio.sleep(RECONNECT_SECONDS)

@@ -1,0 +1,219 @@
+"""Event streams: each change of the caller's feed as a server-sent event, live.
+
+A stream is FastAPI's own server-sent events (`EventSourceResponse`: the wire format, a
+comment every 15 s, `Cache-Control: no-cache`, `X-Accel-Buffering: no`), fed from the
+change feed: every change after the resume point first, then each new one as the broker
+wakes the stream. An idle stream holds no database connection and no turn.
+"""
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Depends, Header, Query, Request, status
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.auth import Claims, bearer_token
+from backend.changes.service import (
+    Position,
+    read_changes,
+    read_position,
+    start_position,
+)
+from backend.db import end_session, scope_to
+from backend.deps import OwnerGuard, OwnerId, SessionDep, authorize, limit_caller
+from backend.errors import DatabaseUnavailable, InvalidToken, RateLimited, SyncExpired
+from backend.events import service
+from backend.events.broker import Broker
+from backend.fields import SyncToken
+from backend.middleware import request_session
+from backend.models import ChangeEvent, TicketPublic
+from backend.tokens.service import PAT_PREFIX, is_token_accepted, token_digest
+
+router = APIRouter(tags=["events"])
+stream_router = APIRouter(tags=["events"])
+
+RETRY_MILLISECONDS = 3000
+PAGE = 100
+SETTLE_SECONDS = (0.25, 1.0)
+"""After a wake-up that found nothing, look again this long after: the change may wait
+for an older transaction to end before the feed shows it (decision 30)."""
+POLL_SECONDS = 1.0
+"""How often a stream reads the feed while wake-ups may be lost (the listener is down)."""
+
+
+def lease_of(request: Request, claims: Claims) -> service.Lease:
+    """How long what the request's token allows may last: a JWT until it expires, a
+    personal access token until it is revoked."""
+    token = bearer_token(request)
+    digest = token_digest(token) if token.startswith(PAT_PREFIX) else None
+    return service.Lease(until=claims.accepted_until, token_digest=digest)
+
+
+@router.post("/events/ticket", status_code=status.HTTP_201_CREATED)
+async def create_event_ticket(
+    session: SessionDep, user_id: OwnerId, request: Request
+) -> TicketPublic:
+    """A ticket for `EventSource`, which cannot send an `Authorization` header: pass it as
+    `?ticket=` to `/events` within 60 s. It opens one stream, once, for as long as the
+    token that asked for it is accepted."""
+    lease = lease_of(request, request.state.caller)
+    return await service.create_ticket(session, user_id=user_id, lease=lease)
+
+
+class StreamGuard(OwnerGuard):
+    """The owner guard, which also takes a ticket (`?ticket=`) in place of a bearer token."""
+
+    async def __call__(self, request: Request, user_id: str) -> None:
+        ticket = request.query_params.get("ticket")
+        if ticket is None or "authorization" in request.headers:
+            await super().__call__(request, user_id)
+            request.state.lease = lease_of(request, request.state.caller)
+            return
+        session = request_session(request.scope).open()
+        await scope_to(session, user_id=user_id)
+        lease = await service.use_ticket(session, user_id=user_id, ticket=ticket)
+        if lease is None:
+            raise InvalidToken("The ticket is used, expired or not for this user.")
+        claims = Claims(subject=user_id, scopes=frozenset({"read"}), accepted_until=lease.until)
+        await limit_caller(request, claims)
+        await request_session(request.scope).take_turn()
+        await authorize(session, claims=claims, needed="read", known=request.app.state.known_users)
+        request.state.caller, request.state.lease = claims, lease
+
+
+require_stream_owner = StreamGuard(
+    "A JWT or a personal access token; or, from a browser, a ticket (`?ticket=`)."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    position: Position | None
+    """Where the stream starts; None: the token is older than the feed keeps (a reset)."""
+    lease: service.Lease
+
+
+async def open_stream(
+    request: Request,
+    session: SessionDep,
+    user_id: OwnerId,
+    since: Annotated[SyncToken, Query()] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(alias="Last-Event-ID", description="The `id` of the last event received."),
+    ] = None,
+) -> Start:
+    """Check what can be checked before the stream starts (a 4xx can no longer be
+    answered after), then give back the request's session and turn."""
+    broker: Broker = request.app.state.broker
+    settings = request.app.state.settings
+    if broker.streams_of(user_id) >= settings.events_max_streams_per_user:
+        raise RateLimited(int(settings.events_check_seconds))
+    if broker.streams >= settings.events_max_streams:
+        raise DatabaseUnavailable
+    token = last_event_id or since
+    position: Position | None
+    if token is None:
+        position = await start_position(session, user_id=user_id, everything=False)
+    else:
+        signer, retention = request.app.state.cursor_signer, request.app.state.changes_retention
+        try:
+            position = read_position(signer, user_id, token, retention)
+        except SyncExpired:
+            position = None
+    await request_session(request.scope).end(commit=True)
+    return Start(position, request.state.lease)
+
+
+@stream_router.get("/events", response_class=EventSourceResponse)
+async def stream_events(
+    request: Request,
+    user_id: OwnerId,
+    start: Annotated[Start, Depends(open_stream)],
+    ticket: Annotated[
+        str | None, Query(description="From `POST .../events/ticket`, for `EventSource`.")
+    ] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """Each change of the caller's tasks and categories as an `event: change` whose `data`
+    is `{"entity", "id", "op", "version"}` and whose `id` is the change feed's token after
+    it. Resume with `Last-Event-ID` (or `?since=`, a `/changes` token): every change after
+    it comes first, then live ones, in order, none twice. A token older than the feed
+    keeps gets one `event: reset` (start a sync over). The stream ends when its token
+    stops being accepted."""
+    if start.position is None:
+        yield ServerSentEvent(
+            event="reset", data={"code": "sync_expired"}, retry=RETRY_MILLISECONDS
+        )
+        return
+    state = request.app.state
+    position = start.position
+    check_seconds = state.settings.events_check_seconds
+    with state.broker.subscribe(user_id) as wake:
+        yield ServerSentEvent(comment="open", retry=RETRY_MILLISECONDS)
+        checked_at, again = time.monotonic(), list[float]()
+        while True:
+            wake.clear()
+            changes, more = await _read(state, user_id, position)
+            for position, change in changes:
+                yield ServerSentEvent(
+                    id=position.token(state.cursor_signer, user_id),
+                    event="change",
+                    data=ChangeEvent.model_validate(change),
+                )
+            if more:
+                continue
+            if changes:
+                again = []
+            idle = check_seconds if state.broker.listening else POLL_SECONDS
+            if await _wait(wake, again.pop(0) if again else idle):
+                again = list(SETTLE_SECONDS)  # read now, and again if this finds nothing
+            if time.monotonic() - checked_at >= check_seconds:
+                if not await _still_accepted(state, start.lease):
+                    return
+                checked_at = time.monotonic()
+
+
+async def _wait(wake: asyncio.Event, seconds: float) -> bool:
+    try:
+        async with asyncio.timeout(seconds):
+            await wake.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _read(
+    state: Any, user_id: str, position: Position
+) -> tuple[list[tuple[Position, dict[str, Any]]], bool]:
+    """The changes after `position`, in a session of their own, ended at once."""
+    async with _session(state) as session:
+        await scope_to(session, user_id=user_id)
+        return await read_changes(session, user_id=user_id, since=position, limit=PAGE)
+
+
+async def _still_accepted(state: Any, lease: service.Lease) -> bool:
+    if lease.until is not None and time.time() >= lease.until:
+        return False
+    if lease.token_digest is None:
+        return True
+    async with _session(state) as session:
+        return await is_token_accepted(session, digest=lease.token_digest)
+
+
+@contextlib.asynccontextmanager
+async def _session(state: Any) -> AsyncIterator[AsyncSession]:
+    """A session for one read of a stream, ended at once: committed if the read was done,
+    else closed, also when the stream is cancelled mid-read (its client left)."""
+    session, done = state.sessionmaker(), False
+    try:
+        yield session
+        done = True
+    finally:
+        with anyio.CancelScope(shield=True):
+            await end_session(session, commit=done)
