@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     """Event streams a worker holds open at once; 503 past it."""
     events_check_seconds: float = Field(default=60, gt=0)
     """How often an open stream checks that its token is still accepted."""
+    events_max_stream_seconds: float = Field(default=3600, gt=0)
+    """A stream ends after this long; `EventSource` reconnects by itself with
+    `Last-Event-ID`, perhaps to another worker, and nothing is lost."""
     rate_limit_enabled: bool = True
     rate_limit_user: str = "600/minute"
     """Requests per token subject, counted after authentication (limits' notation)."""

@@ -100,6 +100,8 @@ _WRITES: dict[str, tuple[str, str]] = {
     "delete_token": ("Token revoked", "The token no longer works."),
 }
 """Each write's popup on success, by operation id; `{field}` is the answer's field."""
+QUIET_WRITES = frozenset({"create_event_ticket"})
+"""Writes a frontend makes for itself, not for the person: no popup."""
 
 
 def announces(operation: str | None) -> bool:

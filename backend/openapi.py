@@ -146,8 +146,13 @@ def document_problems(document: dict[str, Any]) -> dict[str, Any]:
         for operation in path_item.values():
             for response in operation.get("responses", {}).values():
                 content = response.get("content", {})
-                if PROBLEM_JSON in content and "application/json" in content:
-                    content[PROBLEM_JSON]["schema"] = content.pop("application/json")["schema"]
+                if PROBLEM_JSON not in content:
+                    continue
+                # FastAPI documents the model under the route's own media type (JSON, or
+                # an event stream's): the problem's is the only one an error is served as.
+                problem = content[PROBLEM_JSON]
+                for media_type in [t for t in content if t != PROBLEM_JSON]:
+                    problem.setdefault("schema", content.pop(media_type).get("schema"))
     return document
 
 
@@ -171,6 +176,11 @@ TAGS: list[dict[str, Any]] = [
         "name": "changes",
         "description": "The change feed: what changed since a sync token, each task and "
         "category once, in commit order, for clients that keep a copy.",
+    },
+    {
+        "name": "events",
+        "description": "The change feed live, as server-sent events, for open tabs and apps; "
+        "browsers open it with a ticket.",
     },
     {"name": "stats", "description": "Weekly statistics, computed from the history."},
     {"name": "users", "description": "The caller's user record."},
@@ -227,6 +237,10 @@ SCHEMA_EXAMPLES: dict[str, dict[str, Any]] = {
     "TaskUpdate": {"priority": "medium", "completed": True},
     "TaskPublic": TASK_PUBLIC,
     "Popup": POPUP,
+    "TicketPublic": {
+        "ticket": "todo_evt_mF4dZ2vYbq0cNw8RkT1sXa7LhUe3Jo9GiP6VyCn5BtQ",
+        "expires_at": "2026-05-01T09:31:00Z",
+    },
     "Envelope": {"success": True, "data": TASK_PUBLIC, "popup": POPUP, "error": None},
     "Page_TaskPublic_": {"items": [TASK_PUBLIC], "next_cursor": "eyJrIjpbIjIwMjYtMDUt..."},
     "CategoryCreate": {"name": "Errands", "color": "#3366FF"},

@@ -46,6 +46,8 @@ for _name in _settings_variables():
 # what the suites send from their one client address; tests/test_rate_limits.py sets its own.
 os.environ.setdefault("RATE_LIMIT_IP", "1000000/minute")
 os.environ.setdefault("RATE_LIMIT_USER", "1000000/minute")
+# An event stream ends by itself this soon, so that a test client reading one whole returns.
+os.environ.setdefault("EVENTS_MAX_STREAM_SECONDS", "0.2")
 TABLES = (
     "event_tickets",
     "changes",

@@ -69,6 +69,8 @@ class Operation:
     body_fields: frozenset[str]
     """The properties of the request body's schema; empty when the operation takes none."""
     returns_page: bool
+    streams: bool
+    """Its answer is an event stream (`text/event-stream`), not one JSON document."""
 
     @property
     def id_params(self) -> list[str]:
@@ -111,6 +113,7 @@ def operations(document: dict[str, Any]) -> list[Operation]:
                     body_required=body.get("required", False),
                     body_fields=frozenset(_schema(document, body_schema).get("properties", {})),
                     returns_page=answer_ref.startswith(f"{SCHEMA_REF}Page_"),
+                    streams="text/event-stream" in answer,
                 )
             )
     return found
@@ -125,7 +128,9 @@ ALL = operations(document())
 PROTECTED = [op for op in ALL if op.path not in PUBLIC_PATHS]
 USER_OPS = [op for op in ALL if op.path.startswith(USER_PREFIX)]
 ID_OPS = [op for op in USER_OPS if op.id_params]
-READS = [op for op in USER_OPS if not op.writes]
+READS = [op for op in USER_OPS if not op.writes and not op.streams]
+"""The reads that answer one JSON document; STREAMS answer event streams (tests/test_events.py)."""
+STREAMS = [op for op in USER_OPS if op.streams]
 WRITES = [op for op in USER_OPS if op.writes]
 LISTS = [op for op in USER_OPS if op.returns_page]
 BODY_OPS = [op for op in USER_OPS if op.body_fields]

@@ -154,6 +154,7 @@ async def stream_events(
     state = request.app.state
     position = start.position
     check_seconds = state.settings.events_check_seconds
+    ends_at = time.monotonic() + state.settings.events_max_stream_seconds
     with state.broker.subscribe(user_id) as wake:
         yield ServerSentEvent(comment="open", retry=RETRY_MILLISECONDS)
         checked_at, again = time.monotonic(), list[float]()
@@ -171,7 +172,10 @@ async def stream_events(
             if changes:
                 again = []
             idle = check_seconds if state.broker.listening else POLL_SECONDS
-            if await _wait(wake, again.pop(0) if again else idle):
+            left = ends_at - time.monotonic()
+            if left <= 0:
+                return
+            if await _wait(wake, min(again.pop(0) if again else idle, left)):
                 again = list(SETTLE_SECONDS)  # read now, and again if this finds nothing
             if time.monotonic() - checked_at >= check_seconds:
                 if not await _still_accepted(state, start.lease):
