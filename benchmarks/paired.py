@@ -1,7 +1,7 @@
 """A change judged in served requests: the service at an earlier commit against this checkout.
 
     .venv/bin/python -m benchmarks.paired --before HEAD~1 --only "create,get one"
-    .venv/bin/python -m benchmarks.paired --before HEAD~1 --accept application/vnd.todo.envelope+json
+    .venv/bin/python -m benchmarks.paired --accept application/vnd.todo.envelope+json
 
 Both serve from the benchmark database (seeded as `benchmarks.run` seeds it), one worker
 each: the earlier commit from a temporary git worktree, this checkout as it is. For each
