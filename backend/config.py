@@ -85,8 +85,9 @@ class Settings(BaseSettings):
     """Event streams one user may hold open at once, per worker; 429 past it."""
     events_max_streams: int = Field(default=1000, ge=1)
     """Event streams a worker holds open at once; 503 past it."""
-    events_check_seconds: float = Field(default=60, gt=0)
-    """How often an open stream checks that its token is still accepted."""
+    events_check_seconds: float = Field(default=15, gt=0)
+    """How often an idle stream checks that its client is still there and its token still
+    accepted."""
     events_max_stream_seconds: float = Field(default=3600, gt=0)
     """A stream ends after this long; `EventSource` reconnects by itself with
     `Last-Event-ID`, perhaps to another worker, and nothing is lost."""

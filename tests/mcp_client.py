@@ -1,14 +1,11 @@
 """A live server for the MCP tests, and the official SDK client to call it with."""
 
 import asyncio
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx2
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
@@ -17,7 +14,8 @@ from sqlalchemy import Engine
 
 from backend.config import Settings
 from backend.main import create_app
-from tests.conftest import free_port, make_token
+from tests.conftest import make_token
+from tests.live import serving
 
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -37,19 +35,8 @@ MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
 def live_app(settings: Settings, engine: Engine) -> Iterator[tuple[FastAPI, str]]:
     """An app served by uvicorn in a thread, on the test database; its base URL."""
     app = create_app(settings)
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the MCP test server did not start")
-        time.sleep(0.02)
-    yield app, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as url:
+        yield app, url
 
 
 @pytest.fixture

@@ -152,12 +152,12 @@ async def stream_events(
         )
         return
     state = request.app.state
-    position = start.position
+    position, again = start.position, list[float]()
     check_seconds = state.settings.events_check_seconds
     ends_at = time.monotonic() + state.settings.events_max_stream_seconds
+    checked_at = time.monotonic()
     with state.broker.subscribe(user_id) as wake:
         yield ServerSentEvent(comment="open", retry=RETRY_MILLISECONDS)
-        checked_at, again = time.monotonic(), list[float]()
         while True:
             wake.clear()
             changes, more = await _read(state, user_id, position)
@@ -171,16 +171,27 @@ async def stream_events(
                 continue
             if changes:
                 again = []
-            idle = check_seconds if state.broker.listening else POLL_SECONDS
-            left = ends_at - time.monotonic()
-            if left <= 0:
-                return
-            if await _wait(wake, min(again.pop(0) if again else idle, left)):
-                again = list(SETTLE_SECONDS)  # read now, and again if this finds nothing
-            if time.monotonic() - checked_at >= check_seconds:
-                if not await _still_accepted(state, start.lease):
+            # Wait for a reason to read again: a wake-up, a second look after one that
+            # found nothing, or (listener down) the poll; meanwhile check that the client
+            # is still there and the token still accepted.
+            while True:
+                left = ends_at - time.monotonic()
+                if left <= 0 or await request.is_disconnected():
                     return
-                checked_at = time.monotonic()
+                idle = check_seconds if state.broker.listening else POLL_SECONDS
+                woken = await _wait(wake, min(again[0] if again else idle, left))
+                if time.monotonic() - checked_at >= check_seconds:
+                    if not await _still_accepted(state, start.lease):
+                        return
+                    checked_at = time.monotonic()
+                if woken:
+                    again = list(SETTLE_SECONDS)
+                    break
+                if again:
+                    again.pop(0)
+                    break
+                if not state.broker.listening:
+                    break
 
 
 async def _wait(wake: asyncio.Event, seconds: float) -> bool:

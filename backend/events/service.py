@@ -62,7 +62,7 @@ async def use_ticket(session: AsyncSession, *, user_id: str, ticket: str) -> Lea
     """The lease of `user_id`'s ticket, which it spends; None if it is used, expired or
     not this user's."""
     params = {OWNER: user_id, "digest": token_digest(ticket), "now": utcnow()}
-    row = (await session.execute(_USE, params)).first()
+    row = (await session.exec(_USE, params=params)).first()
     await session.commit()
     if row is None:
         return None
@@ -72,5 +72,5 @@ async def use_ticket(session: AsyncSession, *, user_id: str, ticket: str) -> Lea
 
 async def prune_tickets(session: AsyncSession) -> int:
     """Forget every user's expired tickets (`todo-api prune`)."""
-    result: Any = await session.execute(_EXPIRED, {"now": utcnow()})
+    result: Any = await session.exec(_EXPIRED, params={"now": utcnow()})
     return int(result.rowcount)
