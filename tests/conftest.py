@@ -75,6 +75,7 @@ POSTGRES_ONLY = (
     "tests/test_plans.py",
     "tests/test_migrations_postgres.py",
     "tests/test_changes_postgres.py",
+    "tests/test_events_postgres.py",
 )
 """Suites that need a PostgreSQL server: run where the tests run on PostgreSQL (CI)."""
 
@@ -101,7 +102,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if left_out := config.stash.get(_LEFT_OUT, 0):
         terminalreporter.write_line(
             f"{left_out} PostgreSQL-only tests (reliability, row security, pool, PgBouncer,"
-            " plans, transactional migrations, concurrent feed writers) left out on SQLite:"
+            " plans, transactional migrations, feed and event workers) left out on SQLite:"
             " they run with TEST_DATABASE_URL=postgresql://... (as CI does)."
         )
 
