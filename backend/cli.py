@@ -22,6 +22,7 @@ from backend.auth import issue_token
 from backend.changes.service import prune_changes
 from backend.config import ConfigurationError, Settings, get_settings
 from backend.errors import DATABASE_ERRORS
+from backend.events.service import prune_tickets
 from backend.idempotency.service import prune_keys
 from backend.main import create_app
 from backend.observability import logging_config
@@ -172,12 +173,12 @@ def seed(
 @app.command()
 def prune() -> None:
     """Forget what is no longer kept: deletions older than CHANGES_RETENTION_DAYS in the
-    change feed, and expired idempotency keys. Safe while serving. Run it as a superuser or
-    a BYPASSRLS role (docker-compose's `todo`, which migrates): row-level security hides
-    every row from the service's role."""
+    change feed, expired idempotency keys and expired event tickets. Safe while serving.
+    Run it as a superuser or a BYPASSRLS role (docker-compose's `todo`, which migrates):
+    row-level security hides every row from the service's role."""
     settings = _settings()
 
-    async def run() -> tuple[int, int]:
+    async def run() -> tuple[int, int, int]:
         engine = db.create_engine(settings)
         try:
             async with engine.connect() as connection:
@@ -186,13 +187,14 @@ def prune() -> None:
                 retention = timedelta(days=settings.changes_retention_days)
                 changes = await prune_changes(connection, retention=retention, now=now)
                 keys = await prune_keys(connection, now=now)
+                tickets = await prune_tickets(connection, now=now)
                 await connection.commit()
-                return changes, keys
+                return changes, keys, tickets
         finally:
             await engine.dispose()
 
     try:
-        changes, keys = asyncio.run(run())
+        changes, keys, tickets = asyncio.run(run())
     except DBAPIError as exc:  # unreachable, or a role that row-level security holds
         where = make_url(settings.database_url).render_as_string(hide_password=True)
         typer.echo(
@@ -201,7 +203,10 @@ def prune() -> None:
             err=True,
         )
         raise typer.Exit(1) from None
-    typer.echo(f"Pruned {changes} deletions from the change feed, {keys} idempotency keys.")
+    typer.echo(
+        f"Pruned {changes} deletions from the change feed, {keys} idempotency keys, "
+        f"{tickets} event tickets."
+    )
 
 
 @app.command()

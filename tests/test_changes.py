@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from backend import cli
 from backend.config import Settings, get_settings
 from backend.db import utcnow
-from backend.models import Change, IdempotencyRecord
+from backend.models import Change, EventTicket, IdempotencyRecord
 from backend.pagination import CursorSigner
 from tests.conftest import AuthFactory, Factory, assert_invalid, assert_problem
 
@@ -237,7 +237,7 @@ def test_list_changes_with_a_limit_out_of_range_is_422(
     assert_invalid(response, "limit")
 
 
-def test_prune_forgets_old_deletions_and_expired_keys_only(
+def test_prune_forgets_old_deletions_expired_keys_and_tickets_only(
     client: TestClient,
     auth: AuthFactory,
     make_task: Factory,
@@ -263,6 +263,8 @@ def test_prune_forgets_old_deletions_and_expired_keys_only(
                 expires_at=expires_at,
             )
         )
+    for digest, expires_at in (("used-up", long_ago), ("usable", utcnow() + timedelta(minutes=1))):
+        db.add(EventTicket(user_id="alice", digest=digest, expires_at=expires_at))
     db.commit()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", settings.database_url)
@@ -274,10 +276,14 @@ def test_prune_forgets_old_deletions_and_expired_keys_only(
         get_settings.cache_clear()
 
     assert result.exit_code == 0, result.output
-    assert "Pruned 1 deletions from the change feed, 1 idempotency keys." in result.stdout
+    assert (
+        "Pruned 1 deletions from the change feed, 1 idempotency keys, 1 event tickets."
+        in result.stdout
+    )
     assert [(entity, entity_id) for entity, entity_id, _ in _stored(db)] == [
         ("task", live["id"]),
         ("task", recent["id"]),
     ]
     db.expire_all()
     assert [record.key for record in db.exec(select(IdempotencyRecord))] == ["fresh"]
+    assert [ticket.digest for ticket in db.exec(select(EventTicket))] == ["usable"]

@@ -3,9 +3,9 @@
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import bindparam, delete, insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db import utcnow
@@ -70,7 +70,6 @@ async def use_ticket(session: AsyncSession, *, user_id: str, ticket: str) -> Lea
     return Lease(until=None if until is None else until.timestamp(), token_digest=digest)
 
 
-async def prune_tickets(session: AsyncSession) -> int:
-    """Forget every user's expired tickets (`todo-api prune`)."""
-    result: Any = await session.exec(_EXPIRED, params={"now": utcnow()})
-    return int(result.rowcount)
+async def prune_tickets(connection: AsyncConnection, *, now: datetime) -> int:
+    """Forget every user's expired tickets; how many (`todo-api prune`)."""
+    return (await connection.execute(_EXPIRED, {"now": now})).rowcount
