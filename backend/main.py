@@ -18,7 +18,7 @@ from backend.config import Settings, get_settings
 from backend.deps import require_owner
 from backend.envelope import Envelope
 from backend.errors import install_error_handlers
-from backend.events.broker import BROKER, Broker, listen
+from backend.events.broker import BROKER, Broker, end_streams_on_exit, listen
 from backend.events.routes import require_stream_owner
 from backend.events.routes import router as events_router
 from backend.events.routes import stream_router as events_stream_router
@@ -99,11 +99,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.request_concurrency or settings.db_pool_size,
             wait_seconds=settings.db_pool_timeout_seconds,
         )
+        restore_signals = end_streams_on_exit(app.state.broker)
         listener = None
         if not settings.is_sqlite:  # other workers' writes: NOTIFY
             listener = asyncio.create_task(listen(app.state.broker, settings.driver_conninfo))
         async with mcp_sessions(app):
             yield
+        restore_signals()
         if listener is not None:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,7 +1,12 @@
 """Event streams on a live server: every change after the resume point, then live ones,
 in order and none twice; never another user's; tickets for browsers; limits."""
 
+import contextlib
 import logging
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +23,7 @@ from backend.config import Settings
 from backend.main import create_app
 from backend.models import EventTicket
 from backend.pagination import CursorSigner
-from tests.conftest import SECRET, make_token
+from tests.conftest import SECRET, free_port, make_token
 from tests.live import Stream, serving
 
 PER_USER = 3
@@ -234,3 +239,41 @@ def test_a_stream_ends_when_its_personal_token_is_revoked(base: str, streams: li
     assert stream.status == 200
     assert revoked.status_code == 204
     assert stream.ended.wait(5)
+
+
+def test_serve_stops_at_once_with_streams_open(tmp_path: Any) -> None:
+    """SIGTERM ends the open streams, so the server's wait for open connections is short:
+    a deploy never hangs on a browser tab."""
+    port = free_port()
+    environment = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp_path}/t.db", JWT_SECRET=SECRET)
+    server = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-c", "from backend.cli import app; app()", "serve", "--port", str(port)],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx2.HTTPError):
+                if httpx2.get(f"{base}/healthz").status_code == 200:
+                    break
+            time.sleep(0.1)
+        streams = [Stream(f"{base}/api/{user}/events", _headers(user)) for user in ("a", "b")]
+
+        started = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        returncode = server.wait(timeout=10)
+        stopped_in = time.monotonic() - started
+    finally:
+        server.kill()
+        server.wait()
+
+    ended = [stream.ended.wait(5) for stream in streams]
+    for stream in streams:
+        stream.close()
+    assert [stream.status for stream in streams] == [200, 200]
+    assert ended == [True, True]
+    assert returncode in (0, -signal.SIGTERM)  # uvicorn raises the signal again once stopped
+    assert stopped_in < 3

@@ -11,8 +11,11 @@ the feed every second. A commit also wakes the streams of its own process at onc
 import asyncio
 import contextlib
 import logging
+import signal
+import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import FrameType
 
 import psycopg
 from sqlalchemy import event
@@ -37,6 +40,8 @@ class Broker:
         self._streams: dict[str, set[asyncio.Event]] = defaultdict(set)
         self.listening = True
         """False while wake-ups may be lost (the listener is down): streams then poll."""
+        self.closing = False
+        """True once the server stops: every stream ends at once."""
 
     @contextlib.contextmanager
     def subscribe(self, user_id: str) -> Iterator[asyncio.Event]:
@@ -64,6 +69,40 @@ class Broker:
     def wake_everyone(self) -> None:
         for user_id in list(self._streams):
             self.wake(user_id)
+
+    def close(self) -> None:
+        """End every stream, now and from now on."""
+        self.closing = True
+        self.wake_everyone()
+
+
+def end_streams_on_exit(broker: Broker) -> Callable[[], None]:
+    """In a server process (`todo-api serve`), end every open stream at SIGTERM or SIGINT,
+    then let the server's own handler stop it: a server waits for open connections to
+    close, and a stream keeps one open for as long as its client stays. Returns what puts
+    the handlers back. Elsewhere (a test client's thread) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(sig: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(broker.close)
+        handler = previous[signal.Signals(sig)]
+        if callable(handler):
+            handler(sig, frame)
+        else:  # no server's handler: what the signal would have done
+            signal.signal(sig, handler)
+            signal.raise_signal(sig)
+
+    for sig in previous:
+        signal.signal(sig, handle)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
 
 
 @event.listens_for(ScopedSession, "after_commit")

@@ -176,10 +176,12 @@ async def stream_events(
             # is still there and the token still accepted.
             while True:
                 left = ends_at - time.monotonic()
-                if left <= 0 or await request.is_disconnected():
+                if left <= 0 or state.broker.closing or await request.is_disconnected():
                     return
                 idle = check_seconds if state.broker.listening else POLL_SECONDS
                 woken = await _wait(wake, min(again[0] if again else idle, left))
+                if state.broker.closing:
+                    return
                 if time.monotonic() - checked_at >= check_seconds:
                     if not await _still_accepted(state, start.lease):
                         return
