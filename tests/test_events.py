@@ -4,9 +4,11 @@ in order and none twice; never another user's; tickets for browsers; limits."""
 import contextlib
 import logging
 import os
+import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -277,3 +279,34 @@ def test_serve_stops_at_once_with_streams_open(tmp_path: Any) -> None:
     assert ended == [True, True]
     assert returncode in (0, -signal.SIGTERM)  # uvicorn raises the signal again once stopped
     assert stopped_in < 3
+
+
+def test_random_disconnects_during_1000_writes_lose_nothing_and_repeat_nothing(
+    base: str, streams: list[Stream]
+) -> None:
+    """A client that drops its connection at random moments and resumes each time from the
+    last event it got (as `EventSource` does) ends with every change once, in order."""
+    rng = random.Random(26)
+    written: list[str] = []
+
+    def write() -> None:
+        with httpx2.Client(base_url=base, headers=_headers()) as client:
+            for number in range(1000):
+                response = client.post("/api/alice/tasks", json={"title": f"Write {number}"})
+                written.append(response.json()["id"])
+
+    writer = threading.Thread(target=write)
+    received: list[dict[str, Any]] = []
+    stream = _open(streams, base)
+    writer.start()
+    while writer.is_alive():
+        time.sleep(rng.uniform(0.01, 0.15))
+        if stream.changes():  # hang up, keep what arrived, resume after it
+            stream.close()
+            received += stream.changes()
+            stream = _open(streams, base, last_event_id=received[-1]["id"])
+    writer.join()
+    received += stream.wait_for(len(written) - len(received))
+
+    assert [event["data"]["id"] for event in received] == written
+    assert len(streams) > 10  # it did reconnect, many times
