@@ -32,7 +32,11 @@ from benchmarks.scenarios import throughput
 SERVE = "from backend.cli import app; app()"
 
 
-async def _open_stream(url: str, path: str, token: str) -> asyncio.StreamReader:
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def _open_stream(url: str, path: str, token: str) -> Connection:
+    """A stream, open until its writer is closed (dropping the writer hangs up)."""
     host, port = url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(
@@ -43,21 +47,23 @@ async def _open_stream(url: str, path: str, token: str) -> asyncio.StreamReader:
     status = await reader.readline()
     if b" 200 " not in status:
         raise SystemExit(f"a stream was refused: {status!r}")
-    return reader
+    return reader, writer
 
 
 async def _delays(url: str, user_id: str, token: str, writes: int) -> list[float]:
     """Seconds from sending each create to its event on the user's stream."""
-    reader = await _open_stream(url, f"/api/{user_id}/events", token)
+    reader, writer = await _open_stream(url, f"/api/{user_id}/events", token)
     delays: list[float] = []
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}) as c:
         for number in range(writes):
             sent = time.perf_counter()
             response = await c.post(f"/api/{user_id}/tasks", json={"title": f"event {number}"})
             task_id = response.json()["id"].encode()
-            while task_id not in await reader.readline():
-                pass
+            while task_id not in (line := await reader.readline()):
+                if not line:
+                    raise SystemExit("the stream ended")
             delays.append(time.perf_counter() - sent)
+    writer.close()
     return delays
 
 
@@ -107,13 +113,14 @@ async def _measure(
     args: argparse.Namespace,
     creates: Callable[[], Result],
 ) -> tuple[list[float], Result]:
-    readers = [
+    opened = [
         await _open_stream(server.url, f"/api/bench-stream-{n}/events", other)
         for n, other in enumerate(others)
     ]
     delays = await _delays(server.url, user_id, token, args.writes)
     during = await asyncio.to_thread(creates)  # the streams still open
-    del readers
+    for _, writer in opened:
+        writer.close()
     return delays, during
 
 
