@@ -225,12 +225,13 @@ async def _still_accepted(state: Any, lease: service.Lease) -> bool:
 
 @contextlib.asynccontextmanager
 async def _session(state: Any) -> AsyncIterator[AsyncSession]:
-    """A session for one read of a stream, ended at once: committed if the read was done,
-    else closed, also when the stream is cancelled mid-read (its client left)."""
-    session, done = state.sessionmaker(), False
-    try:
-        yield session
-        done = True
-    finally:
-        with anyio.CancelScope(shield=True):
+    """A session for one read of a stream, ended at once. The read runs to its end even
+    when the stream is cancelled meanwhile (its client left): it takes milliseconds, and a
+    query cancelled half way costs its connection (psycopg closes it)."""
+    with anyio.CancelScope(shield=True):
+        session, done = state.sessionmaker(), False
+        try:
+            yield session
+            done = True
+        finally:
             await end_session(session, commit=done)
