@@ -27,10 +27,11 @@ def wants_envelope(accept: str) -> bool:
     """Whether `accept` prefers the envelope: it names the envelope's type with a `q` above
     0 and at least the `q` it gives JSON, by the most specific range that matches JSON
     (`application/json`, then `application/*`, then `*/*`; RFC 9110 section 12.5.1)."""
-    if ENVELOPE_JSON not in accept.lower():  # the plain path: no parsing
+    accept = accept.lower()
+    if ENVELOPE_JSON not in accept:  # the plain path: no parsing
         return False
     qualities: dict[str, float] = {}
-    for media_range in accept.lower().split(","):
+    for media_range in accept.split(","):
         media_type, *parameters = (part.strip() for part in media_range.split(";"))
         quality = 1.0
         for parameter in parameters:

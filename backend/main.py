@@ -91,9 +91,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = db.create_engine(settings)
         app.state.engine = engine
-        app.state.sessionmaker = db.create_sessionmaker(
-            engine, settings, **{BROKER: app.state.broker}
-        )
+        # SQLite: a commit wakes this process's streams; PostgreSQL: NOTIFY wakes every
+        # worker's, this one's too, and a second wake-up would only cost reads.
+        woken_at_commit = {BROKER: app.state.broker} if settings.is_sqlite else {}
+        app.state.sessionmaker = db.create_sessionmaker(engine, settings, **woken_at_commit)
         app.state.readiness = health.ReadinessProbe(engine)
         app.state.turns = RequestConcurrency(
             settings.request_concurrency or settings.db_pool_size,
@@ -101,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         restore_signals = end_streams_on_exit(app.state.broker)
         listener = None
-        if not settings.is_sqlite:  # other workers' writes: NOTIFY
+        if not settings.is_sqlite:
             listener = asyncio.create_task(listen(app.state.broker, settings.driver_conninfo))
         async with mcp_sessions(app):
             yield

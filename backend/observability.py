@@ -249,14 +249,23 @@ class Observe:
 def _route_template(scope: Scope) -> str:
     """The matched route's full template, `/api/{user_id}/tasks/{task_id}`, never the path.
 
-    FastAPI 0.16x no longer copies included routes (`scope["route"].path` is the template
-    within its router, `/tasks`); the full one is in its per-request route context, which
-    FastAPI does not document: fastapi is pinned below 0.166 (pyproject.toml), and
-    `tests/test_observability.py` holds the labels to the templates.
+    FastAPI does not copy included routes (the route Starlette matched, `scope["route"]`,
+    knows its template within its router, `/tasks`): the full one is the OpenAPI
+    document's path of the route's name, its operation id. A route outside the document
+    (`/metrics`, the `/mcp` mount) sits on the app itself, so its own path is the full one.
     """
-    context = scope.get("fastapi", {}).get("effective_route_context")
-    template = getattr(context, "path_format", None) or getattr(scope.get("route"), "path", None)
-    return str(template) if template else UNROUTED
+    route = scope.get("route")
+    if route is None:
+        return UNROUTED
+    state = scope["app"].state
+    templates: dict[str, str] | None = getattr(state, "route_templates", None)
+    if templates is None:
+        paths = scope["app"].openapi()["paths"]
+        templates = {
+            op["operationId"]: path for path, item in paths.items() for op in item.values()
+        }
+        state.route_templates = templates
+    return templates.get(getattr(route, "name", ""), getattr(route, "path", UNROUTED))
 
 
 def _request_id(scope: Scope) -> str:

@@ -4,8 +4,8 @@ Streams read what changed from the feed itself; the broker only tells them when 
 On PostgreSQL, one `LISTEN todo_changes` connection per worker hears every write's
 `NOTIFY` (a trigger on `changes` sends the user's id at the write's commit), so a write on
 any worker wakes the streams on every worker. While that connection is down, streams poll
-the feed every second. A commit also wakes the streams of its own process at once
-(`_wake_after_commit`), which is all there is on SQLite.
+the feed every second. On SQLite, which has one process, a commit wakes the streams at
+once (`_wake_after_commit`).
 """
 
 import asyncio
@@ -108,7 +108,7 @@ def end_streams_on_exit(broker: Broker) -> Callable[[], None]:
 @event.listens_for(ScopedSession, "after_commit")
 def _wake_after_commit(session: Session) -> None:
     """Wake this process's streams of a user once a transaction that wrote the user's
-    feed commits (the app's sessions carry its broker in `Session.info`)."""
+    feed commits (SQLite: the app's sessions carry its broker in `Session.info`)."""
     user_id = session.info.pop(CHANGED, None)
     broker: Broker | None = session.info.get(BROKER)
     if user_id is not None and broker is not None:
