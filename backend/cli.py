@@ -1,12 +1,12 @@
-"""The `todo-api` command: serve, migrate, token, seed, prune, openapi."""
+"""The `todo-api` command: serve, worker, migrate, token, seed, prune, openapi."""
 
 import asyncio
 import json
 import logging.config
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -19,13 +19,12 @@ from backend import db
 from backend import migrate as migrations
 from backend import seed as demo
 from backend.auth import issue_token
-from backend.changes.service import prune_changes
 from backend.config import ConfigurationError, Settings, get_settings
 from backend.errors import DATABASE_ERRORS
-from backend.events.service import prune_tickets
-from backend.idempotency.service import prune_keys
 from backend.main import create_app
 from backend.observability import logging_config
+from backend.worker import Pruned, run_worker
+from backend.worker import prune as prune_all
 
 app = typer.Typer(help="todo-api: a multi-user task API.", no_args_is_help=True)
 
@@ -72,8 +71,14 @@ def serve(
     root_path: Annotated[
         str, typer.Option(help="The path prefix a proxy serves the API under, e.g. /todo.")
     ] = "",
+    with_worker: Annotated[
+        bool,
+        typer.Option(help="Run the worker (webhooks, pruning) in the server, for one machine."),
+    ] = False,
 ) -> None:
     """Serve the API (migrations first, unless --no-migrate)."""
+    if with_worker:
+        os.environ["RUN_WORKER"] = "true"  # read by each server process's settings
     settings = _settings()
     log_config = logging_config(settings)
     logging.config.dictConfig(log_config)
@@ -173,28 +178,23 @@ def seed(
 @app.command()
 def prune() -> None:
     """Forget what is no longer kept: deletions older than CHANGES_RETENTION_DAYS in the
-    change feed, expired idempotency keys and expired event tickets. Safe while serving.
+    change feed, expired idempotency keys and event tickets, webhook deliveries finished
+    WEBHOOK_DELIVERY_RETENTION_DAYS ago. Safe while serving (the worker does it hourly).
     Run it as a superuser or a BYPASSRLS role (docker-compose's `todo`, which migrates):
     row-level security hides every row from the service's role."""
     settings = _settings()
 
-    async def run() -> tuple[int, int, int]:
+    async def run() -> Pruned:
         engine = db.create_engine(settings)
         try:
             async with engine.connect() as connection:
                 await db.for_maintenance(connection)
-                now = db.utcnow()
-                retention = timedelta(days=settings.changes_retention_days)
-                changes = await prune_changes(connection, retention=retention, now=now)
-                keys = await prune_keys(connection, now=now)
-                tickets = await prune_tickets(connection, now=now)
-                await connection.commit()
-                return changes, keys, tickets
+                return await prune_all(connection, settings, db.utcnow())
         finally:
             await engine.dispose()
 
     try:
-        changes, keys, tickets = asyncio.run(run())
+        pruned = asyncio.run(run())
     except DBAPIError as exc:  # unreachable, or a role that row-level security holds
         where = make_url(settings.database_url).render_as_string(hide_password=True)
         typer.echo(
@@ -204,9 +204,23 @@ def prune() -> None:
         )
         raise typer.Exit(1) from None
     typer.echo(
-        f"Pruned {changes} deletions from the change feed, {keys} idempotency keys, "
-        f"{tickets} event tickets."
+        f"Pruned {pruned.changes} deletions from the change feed, {pruned.keys} idempotency "
+        f"keys, {pruned.tickets} event tickets, {pruned.deliveries} webhook deliveries."
     )
+
+
+@app.command()
+def worker(
+    migrate: Annotated[bool, typer.Option(help="Apply migrations before working.")] = False,
+) -> None:
+    """Deliver webhooks and prune, until SIGTERM (which finishes the deliveries in flight).
+    Run several anywhere: none delivers what another holds. Like `prune`, it needs a role
+    that row-level security does not hold."""
+    settings = _settings()
+    logging.config.dictConfig(logging_config(settings))
+    if migrate:
+        _migrate(settings)
+    run_worker(settings)
 
 
 @app.command()

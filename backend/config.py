@@ -91,6 +91,21 @@ class Settings(BaseSettings):
     events_max_stream_seconds: float = Field(default=3600, gt=0)
     """A stream ends after this long; `EventSource` reconnects by itself with
     `Last-Event-ID`, perhaps to another worker, and nothing is lost."""
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = []
+    """Hosts a webhook may reach over plain `http` and at any address, such as
+    `localhost` (development and tests): every other must be `https` and public."""
+    webhook_timeout_seconds: float = Field(default=10, gt=0)
+    """How long a receiver has to answer a delivery."""
+    webhook_delivery_retention_days: int = Field(default=30, ge=1)
+    """How long a finished delivery stays listed."""
+    run_worker: bool = False
+    """Run the worker inside each server process (`todo-api serve --with-worker`)."""
+    worker_concurrency: int = Field(default=16, ge=1)
+    """Deliveries a worker sends at once."""
+    worker_poll_seconds: float = Field(default=1, gt=0)
+    """How often an idle worker looks for retries that came due."""
+    worker_prune_seconds: float = Field(default=3600, gt=0)
+    """How often a worker prunes what is no longer kept."""
     rate_limit_enabled: bool = True
     rate_limit_user: str = "600/minute"
     """Requests per token subject, counted after authentication (limits' notation)."""
@@ -120,7 +135,7 @@ class Settings(BaseSettings):
             return "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
         return url
 
-    @field_validator("jwt_algorithms", "cors_origins", mode="before")
+    @field_validator("jwt_algorithms", "cors_origins", "webhook_allowed_hosts", mode="before")
     @classmethod
     def split_commas(cls, value: object) -> object:
         if isinstance(value, str):

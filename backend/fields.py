@@ -144,6 +144,38 @@ class HistoryAction(StrEnum):
     deleted = "deleted"
 
 
+WEBHOOK_EVENTS = {
+    "task.created": 1 << 0,
+    "task.updated": 1 << 1,
+    "task.completed": 1 << 2,
+    "task.reopened": 1 << 3,
+    "task.deleted": 1 << 4,
+    "task.*": 0xFFFF,
+    "category.created": 1 << 16,
+    "category.updated": 1 << 17,
+    "category.deleted": 1 << 18,
+    "category.*": 0xFF << 16,
+    "*": 0x7FFFFFFF,
+}
+"""What a webhook can subscribe to, each as the bits of the event types it takes (a
+`*` also takes the types of that family yet to come): a write finds the webhooks of an
+event by one bitwise AND (`webhooks.service`)."""
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+WebhookEventName = Literal[
+    "task.created",
+    "task.updated",
+    "task.completed",
+    "task.reopened",
+    "task.deleted",
+    "task.*",
+    "category.created",
+    "category.updated",
+    "category.deleted",
+    "category.*",
+    "*",
+]
+
+
 class TokenScope(StrEnum):
     read = "read"
     write = "write"

@@ -41,6 +41,8 @@ from backend.stats.routes import router as stats_router
 from backend.tasks.routes import router as tasks_router
 from backend.tokens.routes import router as tokens_router
 from backend.users.routes import router as users_router
+from backend.webhooks.routes import router as webhooks_router
+from backend.worker import Worker
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -104,8 +106,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         listener = None
         if not settings.is_sqlite:
             listener = asyncio.create_task(listen(app.state.broker, settings.driver_conninfo))
+        worker, stop_worker = None, asyncio.Event()
+        if settings.run_worker:  # `todo-api serve --with-worker`
+            worker = Worker(settings, broker=app.state.broker)
+            working = asyncio.create_task(worker.run(stop_worker))
         async with mcp_sessions(app):
             yield
+        if worker is not None:
+            stop_worker.set()
+            await working
+            await worker.close()
         restore_signals()
         if listener is not None:
             listener.cancel()
@@ -174,6 +184,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         users_router,
         tokens_router,
         events_router,
+        webhooks_router,
     ):
         app.include_router(
             router,

@@ -98,6 +98,12 @@ _WRITES: dict[str, tuple[str, str]] = {
     "delete_category": ("Category deleted", "The category was deleted; its tasks are kept."),
     "create_token": ("Token created", "“{name}” was created. Copy it now: it is shown once."),
     "delete_token": ("Token revoked", "The token no longer works."),
+    "create_webhook": ("Webhook created", "Copy its secret now: it is shown once."),
+    "update_webhook": ("Webhook updated", "{url} was updated."),
+    "delete_webhook": ("Webhook deleted", "Its deliveries stop."),
+    "rotate_webhook_secret": ("Secret rotated", "Copy the new secret now: it is shown once."),
+    "redeliver": ("Delivery queued", "The event will be sent again."),
+    "ping_webhook": ("Ping queued", "A ping will be sent to the webhook."),
 }
 """Each write's popup on success, by operation id; `{field}` is the answer's field."""
 QUIET_WRITES = frozenset({"create_event_ticket"})
@@ -146,6 +152,7 @@ FIELD_LABELS = {
     "Idempotency-Key": "The Idempotency-Key header",
     "If-Match": "The If-Match header",
     "q": "The search text",
+    "url": "The URL",
 }
 _SOURCES = frozenset({"body", "query", "path", "header", "cookie"})
 
@@ -194,6 +201,8 @@ _RULES = {
     "expires_in_past": "{field} must be in the future.",
     "cursor_invalid": "{field} is not one this API gave you for this request.",
     "idempotency_key_reused": "{field} was already used for a different request.",
+    "webhook_url_not_https": "{field} must start with https://.",
+    "webhook_url_not_public": "{field} must not point inside a private network.",
 }
 """The rules only the service can check (`errors.InvalidInput`), by error type."""
 

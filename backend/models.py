@@ -4,7 +4,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, StrictBool
+from pydantic import BaseModel, ConfigDict, HttpUrl, StrictBool
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -28,6 +28,7 @@ from backend.fields import (
     ChangeEntity,
     ChangeOp,
     Color,
+    DeliveryStatus,
     Description,
     HistoryAction,
     Instant,
@@ -39,6 +40,7 @@ from backend.fields import (
     Title,
     TokenName,
     TokenScope,
+    WebhookEventName,
 )
 
 USER_ID_MAX = 255
@@ -438,6 +440,129 @@ class TokenPublic(Public):
 # The answer to POST on tokens: the only time the secret is shown.
 class TokenCreated(TokenPublic):
     token: str
+
+
+# An integration's endpoint: signed deliveries of the events it subscribes to.
+class Webhook(Versioned, table=True):
+    __tablename__ = "webhooks"
+    __table_args__ = (ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_webhooks_user"),)
+
+    user_id: str = _owner_key()
+    id: UUID = Field(default_factory=uuid7, primary_key=True)
+    url: str = Field(max_length=2083)
+    events: list[str] = Field(sa_type=JSON, nullable=False)
+    event_mask: int = Field(sa_type=BigInteger, nullable=False)
+    """`events` as the bits of `fields.WEBHOOK_EVENTS`, which a write matches in SQL."""
+    enabled: bool = True
+    disabled_reason: str | None = Field(default=None, max_length=300)
+    secret: str = Field(max_length=100)
+    """Kept whole: deliveries are signed with it (HMAC needs the key itself)."""
+    previous_secret: str | None = Field(default=None, max_length=100)
+    previous_secret_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """A rotation signs with both secrets until then."""
+
+
+# One event to one webhook: an outbox row written with the change, then its attempts.
+class WebhookDelivery(SQLModel, table=True):
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["user_id", "webhook_id"],
+            ["webhooks.user_id", "webhooks.id"],
+            name="fk_webhook_deliveries_webhook",
+            ondelete="CASCADE",
+        ),
+        # The endpoint's line: its oldest pending delivery goes first.
+        Index(
+            "ix_webhook_deliveries_pending_line",
+            "user_id",
+            "webhook_id",
+            "seq",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        # Not owner-first: the worker looks across users for what is due.
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index("ix_webhook_deliveries_listed", "user_id", "webhook_id", "created_at", "id"),
+    )
+
+    user_id: str = _owner_key()
+    webhook_id: UUID = Field(primary_key=True)
+    id: UUID = Field(primary_key=True)
+    """The `webhook-id` of every attempt; one event has the same id at every webhook."""
+    seq: int = Field(sa_type=BigInteger, nullable=False)
+    """The endpoint's order, numbered as the change feed is (`changes.service`)."""
+    type: str = Field(max_length=40)
+    body: str
+    """The body as signed, fixed when the change commits: every retry sends these bytes."""
+    created_at: datetime = _timestamp()
+    status: DeliveryStatus = Field(default="pending", sa_type=String(10), nullable=False)
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    leased_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """A worker holds the delivery until then; one killed meanwhile leaves it to the next."""
+    last_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_status: int | None = None
+    last_error: str | None = Field(default=None, max_length=300)
+    last_response: str | None = Field(default=None, max_length=1024)
+
+
+WebhookEvents = Annotated[
+    list[WebhookEventName],
+    Field(min_length=1, max_length=11, description="What to deliver; `*` is every event."),
+]
+
+
+# Body of POST on webhooks.
+class WebhookCreate(StrictBody):
+    url: HttpUrl = Field(
+        description="`https`, except for hosts the server allows (`WEBHOOK_ALLOWED_HOSTS`)."
+    )
+    events: WebhookEvents = ["*"]
+    enabled: StrictBool = True
+
+
+# Body of PATCH on a webhook: only the fields present change; enabling clears the reason.
+class WebhookUpdate(StrictBody):
+    url: HttpUrl = None  # type: ignore[assignment]
+    events: WebhookEvents = None  # type: ignore[assignment]
+    enabled: StrictBool = None  # type: ignore[assignment]
+
+
+# A webhook as listed: never its secret.
+class WebhookPublic(Public):
+    id: UUID
+    url: str
+    events: list[WebhookEventName]
+    enabled: bool
+    disabled_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+# The answer to creating a webhook or rotating its secret: the only time it is shown.
+class WebhookCreated(WebhookPublic):
+    secret: str = Field(description="`whsec_` and the base64 key: verify deliveries with it.")
+
+
+# A delivery as listed: the event, and how its attempts went.
+class DeliveryPublic(Public):
+    id: UUID = Field(description="The `webhook-id` header of each attempt.")
+    type: str
+    status: DeliveryStatus
+    attempts: int
+    last_status: int | None = Field(description="The receiver's HTTP status, if it answered.")
+    last_error: str | None
+    last_response: str | None = Field(description="The first KiB of the receiver's answer.")
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime | None
+    created_at: datetime
 
 
 # A write's `Idempotency-Key`: claimed while in flight, then the response to replay.

@@ -182,6 +182,11 @@ TAGS: list[dict[str, Any]] = [
         "description": "The change feed live, as server-sent events, for open tabs and apps; "
         "browsers open it with a ticket.",
     },
+    {
+        "name": "webhooks",
+        "description": "Signed deliveries of the caller's changes to integrations (Standard "
+        "Webhooks), retried for a day; their deliveries, redelivery and pings.",
+    },
     {"name": "stats", "description": "Weekly statistics, computed from the history."},
     {"name": "users", "description": "The caller's user record."},
     {

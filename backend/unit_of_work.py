@@ -6,8 +6,10 @@ write in a `UnitOfWork`: each statement with its parameters (`execute`), what ha
 to each task (`record`, the history) and which entities changed (`changed`, the feed).
 `commit` runs all of it and the `COMMIT` in one call into the sync session: each
 `AsyncSession` call runs in a greenlet of its own, and each greenlet costs system calls
-(optimisation 4 in specs/performance.md). A later feature adds its statements here (tag
-links, an outbox row) and they land with the rest.
+(optimisation 4 in specs/performance.md). Each change is also an event: the webhooks
+subscribed to it get a delivery in the same transaction (the outbox,
+`deliveries.service`). A later feature adds its statements here (tag links) and they land
+with the rest.
 """
 
 from dataclasses import dataclass, field
@@ -22,9 +24,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.changes.service import append_changes
 from backend.db import utcnow
+from backend.deliveries.service import Event, enqueue
 from backend.events.broker import CHANGED
 from backend.fields import ChangeEntity, ChangeOp, HistoryAction
 from backend.history.service import entry, insert_entries
+from backend.models import CategoryPublic, TaskPublic
 
 DEFERRED = "unit_of_work.deferred"
 """Key in `Session.info`: the request commits this session's write itself, with the
@@ -47,6 +51,7 @@ class UnitOfWork:
     _statements: list[_Statement] = field(default_factory=list)
     _entries: list[dict[str, Any]] = field(default_factory=list)
     _changes: dict[tuple[ChangeEntity, UUID], tuple[ChangeOp, int]] = field(default_factory=dict)
+    _events: list[Event] = field(default_factory=list)
 
     def execute(self, statement: Executable, params: dict[str, Any], *, guarded: bool) -> None:
         """Run `statement` with `params` at the commit. A `guarded` one is an `UPDATE` or
@@ -61,10 +66,13 @@ class UnitOfWork:
         self._entries.append(entry(self.user_id, task_id, title, action, changes, self.at))
 
     def changed(
-        self, entity: ChangeEntity, entity_id: UUID, *, version: int, deleted: bool = False
+        self, entity: ChangeEntity, row: TaskPublic | CategoryPublic, action: HistoryAction
     ) -> None:
-        """The change feed learns that `entity_id` is now at `version` (or gone)."""
-        self._changes[(entity, entity_id)] = ("delete" if deleted else "upsert", version)
+        """`row` is now as shown (at its version), or gone: the change feed learns it, and
+        the webhooks subscribed to `<entity>.<action>` get it (or its id, once deleted)."""
+        deleted = action is HistoryAction.deleted
+        self._changes[(entity, row.id)] = ("delete" if deleted else "upsert", row.version)
+        self._events.append(Event(f"{entity}.{action}", {"id": str(row.id)} if deleted else row))
 
     async def commit(self, session: AsyncSession) -> None:
         """Everything collected, then `COMMIT`, in one call into the sync session; without
@@ -79,6 +87,7 @@ class UnitOfWork:
                 raise StaleDataError("the row is no longer at the version it was read at")
         insert_entries(connection, self._entries)
         append_changes(connection, self.user_id, self._changes, self.at)
+        enqueue(connection, self.user_id, self._events, self.at)
         if self._changes:
             sync_session.info[CHANGED] = self.user_id  # wakes the user's streams (SQLite)
         if DEFERRED not in sync_session.info:

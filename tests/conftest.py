@@ -49,6 +49,8 @@ os.environ.setdefault("RATE_LIMIT_USER", "1000000/minute")
 # An event stream ends by itself this soon, so that a test client reading one whole returns.
 os.environ.setdefault("EVENTS_MAX_STREAM_SECONDS", "0.2")
 TABLES = (
+    "webhook_deliveries",
+    "webhooks",
     "event_tickets",
     "changes",
     "idempotency_keys",

@@ -1,5 +1,5 @@
-"""A live server for the tests that need real connections (MCP, event streams), and an
-event-stream reader."""
+"""A live server for the tests that need real connections (MCP, event streams), an
+event-stream reader, and a webhook receiver."""
 
 import contextlib
 import http.client
@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -104,3 +105,51 @@ class Stream:
                 sock.shutdown(socket.SHUT_RDWR)
         self._connection.close()
         self._thread.join(timeout=5)
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1: records each request (`requests`: headers and
+    body) and answers as told: `answers` (statuses, in turn; the last repeats), after
+    `delay` seconds; a 3xx points at /elsewhere, which records what reaches it."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.answers: list[int] = [200]
+        self.delay = 0.0
+        self.arrived = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                receiver.requests.append(
+                    {"path": self.path, "headers": dict(self.headers), "body": body}
+                )
+                receiver.arrived.set()
+                time.sleep(receiver.delay)
+                status = receiver.answers[min(len(receiver.requests), len(receiver.answers)) - 1]
+                self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", "/elsewhere")
+                answer = b"received" if status < 300 else b"not today " * 200
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                with contextlib.suppress(OSError):  # a client that gave up
+                    self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def ids(self) -> list[str]:
+        """The `webhook-id` of each request, in arrival order."""
+        return [request["headers"]["webhook-id"] for request in self.requests]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

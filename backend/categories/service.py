@@ -11,6 +11,7 @@ from uuid6 import uuid7
 
 from backend.conditions import UNCONDITIONAL, Precondition, change_current_row
 from backend.errors import Conflict, NotFound
+from backend.fields import HistoryAction
 from backend.models import Category, CategoryCreate, CategoryPublic, PageQuery
 from backend.owned import OwnedTable, owned_by
 from backend.pagination import Keyset, PageRequest, Record, fetch_page
@@ -70,7 +71,7 @@ async def create_category(
     }
     category = CategoryPublic.model_validate(row)
     work.execute(_ROWS.insert, row, guarded=False)
-    work.changed("category", category.id, version=category.version)
+    work.changed("category", category, HistoryAction.created)
     await _commit(session, work)
     return category
 
@@ -97,7 +98,7 @@ async def update_category(
         values = updates | {"name_key": name_key(changed.name)}
         params = _ROWS.params(user_id, category_id, read_version=category.version, values=values)
         work.execute(_ROWS.update, params, guarded=True)
-        work.changed("category", category_id, version=changed.version)
+        work.changed("category", changed, HistoryAction.updated)
         await _commit(session, work)
         return changed
 
@@ -125,7 +126,7 @@ async def delete_category(
         await uncategorize_tasks(session, work=work, category_id=category_id)
         params = _ROWS.params(user_id, category_id, read_version=category.version)
         work.execute(_ROWS.delete, params, guarded=True)
-        work.changed("category", category_id, version=category.version, deleted=True)
+        work.changed("category", category, HistoryAction.deleted)
         await work.commit(session)
 
     await change_current_row(

@@ -103,11 +103,12 @@ def _upsert(insert: Any, seq: ColumnElement[int]) -> Any:
     )
 
 
-_TRANSACTION_ID = cast(cast(func.pg_current_xact_id(), String), BigInteger)
+TRANSACTION_NUMBER = (
+    cast(cast(func.pg_current_xact_id(), String), BigInteger) * NUMBERS_PER_TRANSACTION
+)
+"""PostgreSQL: the number a write's own numbers follow (its transaction id's block)."""
 _UPSERTS = {
-    "postgresql": _upsert(
-        postgresql.insert, _TRANSACTION_ID * NUMBERS_PER_TRANSACTION + bindparam("n")
-    ),
+    "postgresql": _upsert(postgresql.insert, TRANSACTION_NUMBER + bindparam("n")),
     "sqlite": _upsert(sqlite.insert, bindparam("before") + bindparam("n")),
 }
 """A write's changes are numbered `n` = 1, 2, ... after its transaction id (PostgreSQL) or

@@ -38,6 +38,7 @@ class Broker:
 
     def __init__(self) -> None:
         self._streams: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._everyone: set[asyncio.Event] = set()
         self.listening = True
         """False while wake-ups may be lost (the listener is down): streams then poll."""
         self.closing = False
@@ -55,6 +56,16 @@ class Broker:
             if not self._streams[user_id]:
                 del self._streams[user_id]
 
+    @contextlib.contextmanager
+    def subscribe_all(self) -> Iterator[asyncio.Event]:
+        """An event set whenever any user's feed may have grown (the worker's outbox)."""
+        wake = asyncio.Event()
+        self._everyone.add(wake)
+        try:
+            yield wake
+        finally:
+            self._everyone.discard(wake)
+
     def streams_of(self, user_id: str) -> int:
         return len(self._streams.get(user_id, ()))
 
@@ -63,12 +74,12 @@ class Broker:
         return sum(len(wakes) for wakes in self._streams.values())
 
     def wake(self, user_id: str) -> None:
-        for wake in self._streams.get(user_id, ()):
+        for wake in (*self._streams.get(user_id, ()), *self._everyone):
             wake.set()
 
     def wake_everyone(self) -> None:
-        for user_id in list(self._streams):
-            self.wake(user_id)
+        for wake in (*(w for wakes in self._streams.values() for w in wakes), *self._everyone):
+            wake.set()
 
     def close(self) -> None:
         """End every stream, now and from now on."""

@@ -163,7 +163,7 @@ async def create_task(session: AsyncSession, *, user_id: str, task_in: TaskCreat
     task = TaskPublic.model_validate(row)
     work.execute(_ROWS.insert, row, guarded=False)
     work.record(task.id, task.title, HistoryAction.created, snapshot(task))
-    work.changed("task", task.id, version=task.version)
+    work.changed("task", task, HistoryAction.created)
     async with _category_refusal_as_422(session):
         await work.commit(session)
     return task
@@ -204,7 +204,7 @@ async def update_task(
         params = _ROWS.params(user_id, task_id, read_version=task.version, values=updates)
         work.execute(_ROWS.update, params, guarded=True)
         work.record(task_id, changed.title, action, diff)
-        work.changed("task", task_id, version=changed.version)
+        work.changed("task", changed, action)
         async with _category_refusal_as_422(session):
             await work.commit(session)
         return changed
@@ -248,7 +248,7 @@ async def delete_task(
         params = _ROWS.params(user_id, task_id, read_version=task.version)
         work.execute(_ROWS.delete, params, guarded=True)
         work.record(task_id, task.title, HistoryAction.deleted, snapshot(task))
-        work.changed("task", task_id, version=task.version, deleted=True)
+        work.changed("task", task, HistoryAction.deleted)
         await work.commit(session)
 
     await change_current_row(
@@ -263,7 +263,7 @@ _UNCATEGORIZE = (
     update(_TABLE)
     .where(owned_by(_TABLE.c.user_id), _TABLE.c.category_id == bindparam("detached"))
     .values(category_id=None, updated_at=bindparam("at"), version=_TABLE.c.version + 1)
-    .returning(_TABLE.c.id, _TABLE.c.title, _TABLE.c.version)
+    .returning(*(_TABLE.c[name] for name in TaskPublic.model_fields))
 )
 
 
@@ -271,11 +271,12 @@ async def uncategorize_tasks(session: AsyncSession, *, work: UnitOfWork, categor
     """Detach a category's tasks now, in the transaction of `work`, which gets a history
     and a feed entry for each of them."""
     params = {OWNER: work.user_id, "detached": category_id, "at": work.at}
-    _, detached = await read_rows(session, _UNCATEGORIZE, params)
+    names, detached = await read_rows(session, _UNCATEGORIZE, params)
     change = {"category_id": {"from": str(category_id), "to": None}}
-    for task_id, title, version in detached:
-        work.record(task_id, title, HistoryAction.updated, change)
-        work.changed("task", task_id, version=version)
+    for row in detached:
+        task = TaskPublic.model_validate(dict(zip(names, row, strict=True)))
+        work.record(task.id, task.title, HistoryAction.updated, change)
+        work.changed("task", task, HistoryAction.updated)
 
 
 def snapshot(task: Task | TaskPublic) -> dict[str, Any]:
