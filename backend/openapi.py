@@ -236,6 +236,28 @@ TOKEN_PUBLIC = {
 WEEK = ["2026-05-24", "2026-05-25", "2026-05-26", "2026-05-27", "2026-05-28", "2026-05-29"]
 
 POPUP = {"icon": "success", "title": "Task created", "text": "“Buy milk” was added."}
+WEBHOOK_PUBLIC = {
+    "id": "0193a5f4-5e6f-7a8b-9c0d-1e2f3a4b5c6d",
+    "url": "https://hooks.example.com/todo",
+    "events": ["task.completed"],
+    "enabled": True,
+    "disabled_reason": None,
+    "created_at": "2026-05-29T18:00:00Z",
+    "updated_at": "2026-05-29T18:00:00Z",
+    "version": 1,
+}
+DELIVERY_PUBLIC = {
+    "id": "0193a5f4-6a7b-7c8d-9e0f-1a2b3c4d5e6f",
+    "type": "task.completed",
+    "status": "pending",
+    "attempts": 1,
+    "last_status": 503,
+    "last_error": "The receiver answered 503.",
+    "last_response": "Service Unavailable",
+    "last_attempt_at": "2026-05-30T10:00:01Z",
+    "next_attempt_at": "2026-05-30T10:00:06Z",
+    "created_at": "2026-05-30T10:00:00Z",
+}
 SCHEMA_EXAMPLES: dict[str, dict[str, Any]] = {
     "TaskCreate": TASK_CREATE,
     "TaskReplace": TASK_CREATE | {"completed": False},
@@ -309,6 +331,13 @@ SCHEMA_EXAMPLES: dict[str, dict[str, Any]] = {
         "next_since": "WyJjaGFuZ2VzIixbNDIsMCwxNzgwMTM2MDAwXV0...",
         "has_more": False,
     },
+    "WebhookCreate": {"url": "https://hooks.example.com/todo", "events": ["task.completed"]},
+    "WebhookUpdate": {"enabled": True},
+    "WebhookPublic": WEBHOOK_PUBLIC,
+    "WebhookCreated": WEBHOOK_PUBLIC | {"secret": "whsec_MfKQ9r8GKYqQ...redacted"},
+    "Page_WebhookPublic_": {"items": [WEBHOOK_PUBLIC], "next_cursor": None},
+    "DeliveryPublic": DELIVERY_PUBLIC,
+    "Page_DeliveryPublic_": {"items": [DELIVERY_PUBLIC], "next_cursor": None},
     "ProblemDetail": {
         "type": "about:blank",
         "title": "Not Found",

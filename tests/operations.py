@@ -29,6 +29,8 @@ ID_KINDS = {
     "category_id": "category",
     "entry_id": "history",
     "token_id": "token",
+    "webhook_id": "webhook",
+    "delivery_id": "delivery",
 }
 NEVER_SEEN = dict.fromkeys(ID_KINDS.values(), MISSING_ID)
 """One id of each kind that no row has."""
@@ -42,6 +44,8 @@ BODIES: dict[str, dict[str, Any]] = {
     "replace_category": {"name": "Matrix category"},
     "update_category": {"name": "Matrix category"},
     "create_token": {"name": "Matrix token"},
+    "create_webhook": {"url": "https://hooks.example.com/matrix"},
+    "update_webhook": {"events": ["task.*"]},
 }
 
 NFC_USER = "jos\u00e9"
@@ -186,7 +190,8 @@ def create_pat(
 
 
 def seed(client: TestClient, auth: AuthFactory, user: str) -> dict[str, str]:
-    """A category, a task in it, a deleted task, a personal token; one id of each kind."""
+    """A category, a task in it, a deleted task, a personal token, a webhook and its
+    delivery (a ping); one id of each kind."""
     prefix, headers = f"/api/{quote(user)}", auth(user)
 
     def create(path: str, body: dict[str, Any]) -> str:
@@ -200,7 +205,12 @@ def seed(client: TestClient, auth: AuthFactory, user: str) -> dict[str, str]:
     gone = create("tasks", {"title": f"{user} deleted task"})
     assert client.delete(f"{prefix}/tasks/{gone}", headers=headers).status_code == 204
     history = client.get(f"{prefix}/history", headers=headers).json()["items"]
+    webhook = create("webhooks", {"url": f"https://hooks.example.com/{quote(user)}"})
+    ping = client.post(f"{prefix}/webhooks/{webhook}/ping", headers=headers)
+    assert ping.status_code == 202, ping.text
     return {
+        "webhook": webhook,
+        "delivery": ping.json()["id"],
         "task": task,
         "category": category,
         "history": history[-1]["id"],

@@ -277,8 +277,8 @@ def test_prune_forgets_old_deletions_expired_keys_and_tickets_only(
 
     assert result.exit_code == 0, result.output
     assert (
-        "Pruned 1 deletions from the change feed, 1 idempotency keys, 1 event tickets."
-        in result.stdout
+        "Pruned 1 deletions from the change feed, 1 idempotency keys, 1 event tickets, "
+        "0 webhook deliveries." in result.stdout
     )
     assert [(entity, entity_id) for entity, entity_id, _ in _stored(db)] == [
         ("task", live["id"]),
