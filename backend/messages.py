@@ -102,7 +102,7 @@ _WRITES: dict[str, tuple[str, str]] = {
     "update_webhook": ("Webhook updated", "{url} was updated."),
     "delete_webhook": ("Webhook deleted", "Its deliveries stop."),
     "rotate_webhook_secret": ("Secret rotated", "Copy the new secret now: it is shown once."),
-    "redeliver": ("Delivery queued", "The event will be sent again."),
+    "redeliver_delivery": ("Delivery queued", "The event will be sent again."),
     "ping_webhook": ("Ping queued", "A ping will be sent to the webhook."),
 }
 """Each write's popup on success, by operation id; `{field}` is the answer's field."""
@@ -202,6 +202,7 @@ _RULES = {
     "cursor_invalid": "{field} is not one this API gave you for this request.",
     "idempotency_key_reused": "{field} was already used for a different request.",
     "webhook_url_not_https": "{field} must start with https://.",
+    "webhook_url_too_long": "{field} must be at most 2083 characters.",
     "webhook_url_not_public": "{field} must not point inside a private network.",
 }
 """The rules only the service can check (`errors.InvalidInput`), by error type."""

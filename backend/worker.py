@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from backend import db
 from backend.changes.service import prune_changes
 from backend.config import Settings
-from backend.deliveries import sender
-from backend.deliveries import service as deliveries
+from backend.dispatch import sender
+from backend.dispatch import service as dispatch
 from backend.errors import DATABASE_ERRORS
 from backend.events.broker import Broker, listen
 from backend.events.service import prune_tickets
@@ -55,7 +55,7 @@ async def prune(connection: AsyncConnection, settings: Settings, now: datetime) 
         changes=await prune_changes(connection, retention=retention, now=now),
         keys=await prune_keys(connection, now=now),
         tickets=await prune_tickets(connection, now=now),
-        deliveries=await deliveries.prune_deliveries(connection, before=kept_since),
+        deliveries=await dispatch.prune_deliveries(connection, before=kept_since),
     )
     await connection.commit()
     return pruned
@@ -97,6 +97,8 @@ class Worker:
                         in_flight.add(asyncio.create_task(self.attempt(claimed)))
                 except DATABASE_ERRORS as exc:
                     logger.warning("worker: the database failed: %s", type(exc).__name__)
+                except Exception:  # a bug must not stop every delivery (serve --with-worker)
+                    logger.exception("worker: a pass failed")
                 await _first_of(woken, stop, in_flight, self.settings.worker_poll_seconds)
                 in_flight = {task for task in in_flight if not task.done()}
             if in_flight:
@@ -115,27 +117,31 @@ class Worker:
             attempts += len(claimed)
         return attempts
 
-    async def claim(self, *, limit: int, now: datetime | None = None) -> list[deliveries.Claimed]:
+    async def claim(self, *, limit: int, now: datetime | None = None) -> list[dispatch.Claimed]:
         async with self._connection() as connection:
-            return await deliveries.claim(
+            return await dispatch.claim(
                 connection, now=now or db.utcnow(), lease=self._lease, limit=limit
             )
 
-    async def attempt(self, claimed: deliveries.Claimed) -> None:
+    async def attempt(self, claimed: dispatch.Claimed) -> None:
         """Send one claimed delivery and record how it went."""
         started = db.utcnow()
-        status, error, kept = await sender.send(
-            self._http,
-            claimed,
-            now=started,
-            allowed_hosts=self.settings.webhook_allowed_hosts,
-            time_limit=self.settings.webhook_timeout_seconds,
-        )
+        try:
+            status, error, kept = await sender.send(
+                self._http,
+                claimed,
+                now=started,
+                allowed_hosts=self.settings.webhook_allowed_hosts,
+                time_limit=self.settings.webhook_timeout_seconds,
+            )
+        except Exception as exc:  # recorded as a failed attempt, not sent again at once
+            logger.exception("worker: delivery %s failed unexpectedly", claimed.id)
+            status, error, kept = None, f"The attempt failed: {type(exc).__name__}.", None
         result = sender.outcome(claimed, status, error, kept, db.utcnow())
         try:
             async with self._connection() as connection:
-                written = await deliveries.record(connection, claimed, result, db.utcnow())
-        except DATABASE_ERRORS as exc:  # the lease ends, and the delivery is sent again
+                written = await dispatch.record(connection, claimed, result, db.utcnow())
+        except Exception as exc:  # the lease ends, and the delivery is sent again
             logger.warning("worker: cannot record a delivery: %s", type(exc).__name__)
             return
         logger.info(

@@ -66,8 +66,8 @@ AuthFactory = Callable[..., Headers]
 Factory = Callable[..., dict[str, Any]]
 
 
-pytest_plugins = ["tests.mcp_client"]
-"""The live server and SDK client of the MCP tests."""
+pytest_plugins = ["tests.mcp_client", "tests.webhook_client"]
+"""The live server and SDK client of the MCP tests; the webhook tests' app and receiver."""
 
 POSTGRES_ONLY = (
     "tests/reliability/",

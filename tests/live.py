@@ -110,12 +110,18 @@ class Stream:
 class Receiver:
     """A webhook receiver on 127.0.0.1: records each request (`requests`: headers and
     body) and answers as told: `answers` (statuses, in turn; the last repeats), after
-    `delay` seconds; a 3xx points at /elsewhere, which records what reaches it."""
+    `delay` seconds, with `answer` as the body (default: a word, or 2 KB on an error);
+    `endless` streams a body that never ends. A 3xx points at /elsewhere, which records
+    what reaches it."""
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.answers: list[int] = [200]
         self.delay = 0.0
+        self.answer: bytes | None = None
+        self.endless = False
+        self.sent = 0
+        """Bytes of an endless answer written before the client hung up."""
         self.arrived = threading.Event()
         receiver = self
 
@@ -131,7 +137,15 @@ class Receiver:
                 self.send_response(status)
                 if 300 <= status < 400:
                     self.send_header("Location", "/elsewhere")
-                answer = b"received" if status < 300 else b"not today " * 200
+                answer = receiver.answer or (b"received" if status < 300 else b"not today " * 200)
+                if receiver.endless:
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    with contextlib.suppress(OSError):  # until the client hangs up
+                        while receiver.sent < 100 * 2**20:
+                            self.wfile.write(b"x" * 4096)
+                            receiver.sent += 4096
+                    return
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
                 with contextlib.suppress(OSError):  # a client that gave up

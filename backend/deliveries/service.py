@@ -12,7 +12,7 @@ attempt it claimed, so that a worker whose lease ran out writes nothing.
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -21,24 +21,18 @@ from sqlalchemy import (
     Connection,
     String,
     Uuid,
-    and_,
     bindparam,
-    delete,
-    exists,
     func,
     insert,
     literal,
-    or_,
     select,
-    tuple_,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from uuid6 import uuid7
 
-from backend.changes.service import TRANSACTION_NUMBER, settled_below
+from backend.changes.service import TRANSACTION_NUMBER
 from backend.db import UTCDateTime
 from backend.fields import WEBHOOK_EVENTS
 from backend.models import CategoryPublic, TaskPublic, Webhook, WebhookDelivery
@@ -187,162 +181,3 @@ REDELIVER = (
 )
 """A delivery due now, its schedule started over, with the same id (one in flight keeps its
 lease, and a result recorded under the old attempt count is dropped: it goes again)."""
-
-
-# The worker's view (a connection row-level security does not hold) ----------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """A delivery a worker holds until its lease ends, with what sending it needs."""
-
-    user_id: str
-    webhook_id: UUID
-    id: UUID
-    body: str
-    attempt: int
-    url: str
-    secrets: tuple[str, ...]
-
-
-def _claim(settled: bool) -> Any:
-    earlier = _DELIVERIES.alias("earlier")
-    due = (
-        select(_d.user_id, _d.webhook_id, _d.id)
-        .join(_HOOKS, and_(_h.user_id == _d.user_id, _h.id == _d.webhook_id))
-        .where(
-            _d.status == "pending",
-            _d.next_attempt_at <= bindparam("now"),
-            or_(_d.leased_until.is_(None), _d.leased_until < bindparam("now")),
-            _h.enabled,
-            ~exists().where(
-                earlier.c.user_id == _d.user_id,
-                earlier.c.webhook_id == _d.webhook_id,
-                earlier.c.status == "pending",
-                earlier.c.seq < _d.seq,
-            ),
-            *([_d.seq < settled_below()] if settled else []),
-        )
-        .order_by(_d.next_attempt_at)
-        .limit(bindparam("limit"))
-        .with_for_update(of=_DELIVERIES, skip_locked=True)
-    )
-    return (
-        update(_DELIVERIES)
-        .where(tuple_(_d.user_id, _d.webhook_id, _d.id).in_(due))
-        .values(
-            leased_until=bindparam("until"),
-            attempts=_d.attempts + 1,
-            last_attempt_at=bindparam("now"),
-        )
-        .returning(_d.user_id, _d.webhook_id, _d.id, _d.body, _d.attempts)
-    )
-
-
-_CLAIMS = {"postgresql": _claim(settled=True), "sqlite": _claim(settled=False)}
-"""PostgreSQL also waits for the lower numbers to settle, as a feed reader does: a write
-that took a lower number and commits later must not be passed in its line."""
-
-
-_ENDPOINTS = select(
-    _h.user_id, _h.id, _h.url, _h.secret, _h.previous_secret, _h.previous_secret_until
-).where(tuple_(_h.user_id, _h.id).in_(bindparam("webhooks", expanding=True)))
-
-
-async def claim(
-    connection: AsyncConnection, *, now: datetime, lease: timedelta, limit: int
-) -> list[Claimed]:
-    """At most `limit` due deliveries, each the head of its webhook's line, held until
-    `now + lease` (committed here: the lease outlives this transaction), each with where
-    it goes and the secrets that sign it."""
-    params = {"now": now, "until": now + lease, "limit": limit}
-    rows = (await connection.execute(_CLAIMS[connection.dialect.name], params)).all()
-    await connection.commit()
-    if not rows:
-        return []
-    webhooks = sorted({(user_id, webhook_id) for user_id, webhook_id, *_ in rows})
-    endpoints = {
-        (user_id, webhook_id): (url, (secret, previous) if until and until > now else (secret,))
-        for user_id, webhook_id, url, secret, previous, until in (
-            await connection.execute(_ENDPOINTS, {"webhooks": webhooks})
-        )
-    }
-    await connection.rollback()
-    return [
-        Claimed(user_id, webhook_id, id_, body, attempt, *endpoints[(user_id, webhook_id)])
-        for user_id, webhook_id, id_, body, attempt in rows
-        if (user_id, webhook_id) in endpoints  # else deleted meanwhile, with its deliveries
-    ]
-
-
-_RECORD = (
-    update(_DELIVERIES)
-    .where(
-        _d.user_id == bindparam("owner"),
-        _d.webhook_id == bindparam("webhook"),
-        _d.id == bindparam("delivery"),
-        _d.attempts == bindparam("attempt"),
-        _d.status == "pending",
-    )
-    .values(
-        status=bindparam("outcome"),
-        next_attempt_at=bindparam("next_at"),
-        leased_until=None,
-        last_status=bindparam("code"),
-        last_error=bindparam("error"),
-        last_response=bindparam("response"),
-    )
-)
-_DISABLE = (
-    update(_HOOKS)
-    .where(_h.user_id == bindparam("owner"), _h.id == bindparam("webhook"), _h.enabled)
-    .values(
-        enabled=False,
-        disabled_reason=bindparam("reason"),
-        updated_at=bindparam("at"),
-        version=_h.version + 1,
-    )
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    """How an attempt ended, and what follows: another attempt at `next_at`, or none."""
-
-    status: str
-    next_at: datetime | None
-    code: int | None
-    error: str | None
-    response: str | None
-    disable: str | None = None
-    """Why the webhook stops (410 Gone, or every retry failed), if it does."""
-
-
-async def record(
-    connection: AsyncConnection, claimed: Claimed, result: Result, at: datetime
-) -> bool:
-    """Store an attempt's result, and disable the webhook where it says so; False if the
-    lease had run out and another worker holds the delivery now (nothing is written)."""
-    keys = {"owner": claimed.user_id, "webhook": claimed.webhook_id}
-    params = keys | {
-        "delivery": claimed.id,
-        "attempt": claimed.attempt,
-        "outcome": result.status,
-        "next_at": result.next_at,
-        "code": result.code,
-        "error": result.error,
-        "response": result.response,
-    }
-    written = (await connection.execute(_RECORD, params)).rowcount == 1
-    if written and result.disable is not None:
-        await connection.execute(_DISABLE, keys | {"reason": result.disable, "at": at})
-    await connection.commit()
-    return written
-
-
-_PRUNE = delete(_DELIVERIES).where(_d.status != "pending", _d.created_at < bindparam("before"))
-
-
-async def prune_deliveries(connection: AsyncConnection, *, before: datetime) -> int:
-    """Forget every user's finished deliveries made before `before`; how many."""
-    return (await connection.execute(_PRUNE, {"before": before})).rowcount

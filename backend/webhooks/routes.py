@@ -95,7 +95,7 @@ async def rotate_webhook_secret(
 ) -> WebhookCreated:
     """A new `secret`, shown here once; for 24 hours deliveries are signed with the old
     one too (`webhook-signature` holds both), so receivers can switch without a gap."""
-    return await service.rotate_secret(session, user_id=user_id, webhook_id=webhook_id)
+    return await service.rotate_webhook_secret(session, user_id=user_id, webhook_id=webhook_id)
 
 
 @router.get(
@@ -117,11 +117,11 @@ async def list_deliveries(
     response_model=DeliveryPublic,
     status_code=status.HTTP_202_ACCEPTED,
 )
-async def redeliver(
+async def redeliver_delivery(
     session: SessionDep, user_id: OwnerId, webhook_id: UUID, delivery_id: UUID
 ) -> DeliveryPublic:
     """Send the delivery again now, with the same `webhook-id`; its retries start over."""
-    return await service.redeliver(
+    return await service.redeliver_delivery(
         session, user_id=user_id, webhook_id=webhook_id, delivery_id=delivery_id
     )
 
@@ -131,4 +131,4 @@ async def redeliver(
 )
 async def ping_webhook(session: SessionDep, user_id: OwnerId, webhook_id: UUID) -> DeliveryPublic:
     """Queue a `webhook.ping` delivery, to check the endpoint and its signature check."""
-    return await service.ping(session, user_id=user_id, webhook_id=webhook_id)
+    return await service.ping_webhook(session, user_id=user_id, webhook_id=webhook_id)

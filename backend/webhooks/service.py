@@ -37,6 +37,7 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 (the format, not a secret)
 SECRET_BYTES = 32
 T = TypeVar("T")
 MAX_WEBHOOKS_PER_USER = 10
+URL_MAX_LENGTH = 2083
 ROTATION_OVERLAP = timedelta(hours=24)
 """After a rotation, deliveries carry a signature by the old secret too, this long."""
 
@@ -64,6 +65,8 @@ def event_mask(events: Collection[str]) -> int:
 def check_url(url: HttpUrl, allowed_hosts: Collection[str]) -> str:
     """The URL to store: `https`, and not an address inside the network, unless its host
     is allowed (`WEBHOOK_ALLOWED_HOSTS`). Where a name leads is checked at each delivery."""
+    if len(str(url)) > URL_MAX_LENGTH:  # as normalised (an IDN host grows as punycode)
+        raise InvalidInput(("body", "url"), "webhook_url_too_long")
     host = url.host or ""
     if host in allowed_hosts:
         return str(url)
@@ -164,7 +167,9 @@ async def update_webhook(
     return await _change(session, user_id, webhook_id, change, precondition)
 
 
-async def rotate_secret(session: AsyncSession, *, user_id: str, webhook_id: UUID) -> WebhookCreated:
+async def rotate_webhook_secret(
+    session: AsyncSession, *, user_id: str, webhook_id: UUID
+) -> WebhookCreated:
     """A new secret, shown this once; the old one still signs for `ROTATION_OVERLAP`."""
 
     async def change(webhook: WebhookPublic) -> WebhookCreated:
@@ -234,7 +239,7 @@ async def list_deliveries(
     )
 
 
-async def ping(session: AsyncSession, *, user_id: str, webhook_id: UUID) -> DeliveryPublic:
+async def ping_webhook(session: AsyncSession, *, user_id: str, webhook_id: UUID) -> DeliveryPublic:
     """A `webhook.ping` delivery, in the webhook's line like any event."""
     await get_webhook(session, user_id=user_id, webhook_id=webhook_id, for_update=True)
     work = UnitOfWork(user_id)
@@ -245,7 +250,7 @@ async def ping(session: AsyncSession, *, user_id: str, webhook_id: UUID) -> Deli
     return await _delivery(session, user_id, webhook_id, message_id)
 
 
-async def redeliver(
+async def redeliver_delivery(
     session: AsyncSession, *, user_id: str, webhook_id: UUID, delivery_id: UUID
 ) -> DeliveryPublic:
     """A delivery sent again now with the same `webhook-id`, its retries started over (in

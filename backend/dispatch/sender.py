@@ -14,12 +14,12 @@ import random
 import socket
 from collections.abc import Collection
 from datetime import datetime, timedelta
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv6Address, IPv6Network, ip_address
 
 import httpx
 from standardwebhooks import Webhook
 
-from backend.deliveries.service import Claimed, Result
+from backend.dispatch.service import Claimed, Result
 
 logger = logging.getLogger("todo_api")
 
@@ -36,11 +36,23 @@ class AddressRefused(Exception):
     """The receiver's name resolves to an address inside the network."""
 
 
+NAT64 = (IPv6Network("64:ff9b::/96"), IPv6Network("64:ff9b:1::/48"))
+IPV4_COMPATIBLE = IPv6Network("::/96")
+
+
 def is_public(address: IPv4Address | IPv6Address) -> bool:
-    """Not loopback, private, link-local (cloud metadata), shared, multicast or reserved."""
-    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_global and not address.is_multicast
+    """Not loopback, private, link-local (cloud metadata), shared, multicast, reserved or
+    site-local; for IPv6, nor an IPv4 address inside (mapped, 6to4, NAT64, compatible)
+    that is any of those."""
+    if isinstance(address, IPv6Address):
+        inside = address.ipv4_mapped or address.sixtofour
+        if inside is None and any(address in network for network in (*NAT64, IPV4_COMPATIBLE)):
+            inside = IPv4Address(int(address) & 0xFFFFFFFF)
+        if inside is not None:
+            return is_public(inside)
+        if address.is_site_local:
+            return False
+    return address.is_global and not (address.is_multicast or address.is_reserved)
 
 
 async def resolve(host: str, port: int, *, allowed: bool) -> str:
@@ -55,9 +67,14 @@ async def resolve(host: str, port: int, *, allowed: bool) -> str:
 
 def client(timeout: float) -> httpx.AsyncClient:
     """The worker's client: no redirects followed, no proxy from the environment (it
-    would connect instead of us, unchecked)."""
+    would connect instead of us, unchecked), and no connection kept for another request:
+    connections are pooled by address, and one verified for a host must not carry
+    another host's request."""
     return httpx.AsyncClient(
-        follow_redirects=False, trust_env=False, timeout=httpx.Timeout(timeout)
+        follow_redirects=False,
+        trust_env=False,
+        timeout=httpx.Timeout(timeout),
+        limits=httpx.Limits(max_keepalive_connections=0),
     )
 
 
@@ -77,33 +94,24 @@ async def send(
 ) -> tuple[int | None, str | None, str | None]:
     """One attempt: the receiver's status (None if it did not answer), what went wrong
     (None on a 2xx), and the first KiB of its answer."""
-    url = httpx.URL(claimed.url)
-    allowed = url.host in allowed_hosts
-    if url.scheme != "https" and not allowed:
-        return None, "The URL must be https.", None
     try:
-        address = await resolve(url.host, url.port or 443, allowed=allowed)
-    except AddressRefused:
-        return None, f"{url.host} resolves to an address that is not public.", None
-    except OSError:
-        return None, f"{url.host} could not be resolved.", None
-    headers = {
-        "host": url.netloc.decode("ascii"),
-        "content-type": "application/json",
-        "user-agent": USER_AGENT,
-        "webhook-id": str(claimed.id),
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": sign(claimed, now),
-    }
-    extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
-    try:
+        url = httpx.URL(claimed.url)
+        allowed = url.host in allowed_hosts
+        if url.scheme != "https" and not allowed:
+            return None, "The URL must be https.", None
         async with asyncio.timeout(time_limit):
+            try:
+                address = await resolve(url.host, url.port or 443, allowed=allowed)
+            except AddressRefused:
+                return None, f"{_short(url.host)} resolves to an address that is not public.", None
+            except (OSError, UnicodeError):
+                return None, f"{_short(url.host)} could not be resolved.", None
             request = http.build_request(
                 "POST",
                 url.copy_with(host=address),
                 content=claimed.body.encode(),
-                headers=headers,
-                extensions=extensions,
+                headers=_headers(claimed, url, now),
+                extensions={"sni_hostname": url.host} if url.scheme == "https" else {},
             )
             response = await http.send(request, stream=True)
             try:
@@ -112,7 +120,7 @@ async def send(
                 await response.aclose()
     except (TimeoutError, httpx.TimeoutException):
         return None, f"No answer within {time_limit:g} s.", None
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         return None, f"The request failed: {type(exc).__name__}.", None
     status = response.status_code
     if 200 <= status < 300:
@@ -122,6 +130,22 @@ async def send(
     return status, f"The receiver answered {status}.", kept
 
 
+def _headers(claimed: Claimed, url: httpx.URL, now: datetime) -> dict[str, str]:
+    return {
+        "host": url.netloc.decode("ascii"),
+        "content-type": "application/json",
+        "accept-encoding": "identity",  # what is kept of the answer is read as text
+        "user-agent": USER_AGENT,
+        "webhook-id": str(claimed.id),
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": sign(claimed, now),
+    }
+
+
+def _short(host: str) -> str:
+    return host if len(host) <= 100 else host[:99] + "…"
+
+
 async def _read(response: httpx.Response) -> str:
     """The first KiB of at most 64 KiB read from the receiver's answer."""
     read = bytearray()
@@ -129,7 +153,7 @@ async def _read(response: httpx.Response) -> str:
         read += chunk
         if len(read) >= READ_AT_MOST:
             break
-    return read[:KEEP_AT_MOST].decode("utf-8", "replace")
+    return read[:KEEP_AT_MOST].decode("utf-8", "replace").replace("\x00", "\ufffd")
 
 
 def outcome(
@@ -143,7 +167,7 @@ def outcome(
         reason = "The receiver answered 410 Gone."
         return Result("failed", None, status, error, kept, disable=reason)
     if claimed.attempt > len(RETRY_DELAYS):
-        reason = f"{claimed.attempt} attempts over a day failed; the last: {error}"
+        reason = f"{claimed.attempt} attempts over a day failed; the last: {error}"[:300]
         return Result("failed", None, status, error, kept, disable=reason)
     delay = RETRY_DELAYS[claimed.attempt - 1] * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311
     return Result("pending", now + timedelta(seconds=delay), status, error, kept)
