@@ -25,6 +25,8 @@ OWNED_TABLES = (
     "task_history",
     "personal_tokens",
     "idempotency_keys",
+    "webhooks",
+    "webhook_deliveries",
 )
 OWNED_VIEWS = ("task_search",)
 
@@ -69,6 +71,18 @@ def _use_the_api_as(client: TestClient, auth: AuthFactory, user: str) -> None:
     """Every kind of write and read, so that any path that forgets its scope fails."""
     headers = auth(user, email=f"{user}@example.com")
     base = f"/api/{user}"
+    hook = client.post(
+        f"{base}/webhooks", json={"url": f"https://hooks.example.com/{user}"}, headers=headers
+    )
+    assert hook.status_code == 201, hook.text
+    hook_path = f"{base}/webhooks/{hook.json()['id']}"
+    assert client.post(f"{hook_path}/ping", headers=headers).status_code == 202
+    assert (
+        client.patch(
+            hook_path, json={"events": ["task.*", "category.*"]}, headers=headers
+        ).status_code
+        == 200
+    )
     kept = client.post(f"{base}/categories", json={"name": "Home"}, headers=headers)
     category = client.post(f"{base}/categories", json={"name": "Work"}, headers=headers)
     assert (kept.status_code, category.status_code) == (201, 201), category.text
@@ -95,9 +109,12 @@ def _use_the_api_as(client: TestClient, auth: AuthFactory, user: str) -> None:
         "me",
         "tokens",
         "categories",
+        f"webhooks/{hook.json()['id']}/deliveries",
     ):
         response = client.get(f"{base}/{path}", headers=headers)
         assert response.status_code == 200, (path, response.text)
+    queued = client.get(f"{hook_path}/deliveries", headers=headers).json()["items"]
+    assert {"webhook.ping", "task.created", "category.deleted"} <= {d["type"] for d in queued}
 
 
 def test_service_works_as_a_role_without_bypass(
