@@ -86,8 +86,8 @@ class UnitOfWork:
             if connection.execute(each.statement, each.params).rowcount == 0 and each.guarded:
                 raise StaleDataError("the row is no longer at the version it was read at")
         insert_entries(connection, self._entries)
-        append_changes(connection, self.user_id, self._changes, self.at)
-        enqueue(connection, self.user_id, self._events, self.at)
+        if append_changes(connection, self.user_id, self._changes, self.at):
+            enqueue(connection, self.user_id, self._events, self.at)
         if self._changes:
             sync_session.info[CHANGED] = self.user_id  # wakes the user's streams (SQLite)
         if DEFERRED not in sync_session.info:

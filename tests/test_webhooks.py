@@ -4,10 +4,12 @@ worker's side: test_webhook_failures.py, test_worker.py)."""
 import base64
 import time
 from datetime import datetime
+from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlmodel import Session
 
 from backend.config import Settings
@@ -129,6 +131,33 @@ def test_delivery_verifies_with_the_standard_library(
     assert delivery["last_response"] == "received"
     assert delivery["type"] == "task.created"
     assert delivery["next_attempt_at"] is None
+
+
+def test_only_a_user_with_an_enabled_webhook_writes_to_the_outbox(
+    api: TestClient, auth: AuthFactory, hook_app: FastAPI, receiver: Receiver
+) -> None:
+    statements: list[str] = []
+
+    def seen(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    def outbox_writes(user: str) -> int:
+        statements.clear()
+        api.post(f"/api/{user}/tasks", json={"title": "Counted"}, headers=auth(user))
+        return sum("INSERT INTO webhook_deliveries" in s for s in statements)
+
+    engine = hook_app.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        make_hook(api, auth, receiver.url)
+        api.post(
+            "/api/bob/webhooks", json={"url": receiver.url, "enabled": False}, headers=auth("bob")
+        )
+        counts = outbox_writes("alice"), outbox_writes("bob"), outbox_writes("carol")
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+
+    assert counts == (1, 0, 0)
 
 
 def test_deletion_delivers_the_id(

@@ -31,6 +31,7 @@ from sqlalchemy import (
     bindparam,
     cast,
     delete,
+    exists,
     func,
     literal,
     or_,
@@ -55,6 +56,7 @@ from backend.models import (
     Task,
     TaskPublic,
     User,
+    Webhook,
 )
 from backend.owned import OWNER, owned_by
 from backend.pagination import CursorSigner, bad_cursor
@@ -70,6 +72,7 @@ room for 2^43 transaction ids."""
 
 _CHANGES = Change.__table__  # type: ignore[attr-defined]
 _USERS = User.__table__  # type: ignore[attr-defined]
+_WEBHOOKS = Webhook.__table__  # type: ignore[attr-defined]
 _TASKS = TaskPublic.model_fields
 _CATEGORIES = CategoryPublic.model_fields
 
@@ -94,13 +97,18 @@ def _settled_on_sqlite(element: settled_below, compiler: SQLCompiler, **kw: Any)
     return compiler.process(head, **kw)
 
 
+_LISTENED = exists().where(owned_by(_WEBHOOKS.c.user_id), _WEBHOOKS.c.enabled)
+"""Whether the user has an enabled webhook, which then hears of the write's changes."""
+
+
 def _upsert(insert: Any, seq: ColumnElement[int]) -> Any:
-    """Store a change numbered `seq`, replacing its entity's last (built once per dialect)."""
+    """Store a change numbered `seq`, replacing its entity's last, and answer whether a
+    webhook listens (built once per dialect)."""
     statement = insert(_CHANGES).values(seq=seq)
     replaced = {name: statement.excluded[name] for name in ("seq", "op", "version", "changed_at")}
     return statement.on_conflict_do_update(
         index_elements=["user_id", "entity", "entity_id"], set_=replaced
-    )
+    ).returning(_LISTENED)
 
 
 TRANSACTION_NUMBER = (
@@ -127,11 +135,12 @@ def append_changes(
     user_id: str,
     changes: dict[tuple[ChangeEntity, UUID], tuple[ChangeOp, int]],
     at: datetime,
-) -> None:
+) -> bool:
     """Number `changes` ((entity, id): (op, version)) and store them, in one statement, from
-    inside a write's transaction (`UnitOfWork`)."""
+    inside a write's transaction (`UnitOfWork`); whether one of the user's webhooks is
+    enabled, so that a write of a user without any makes no round trip for them."""
     if not changes:
-        return
+        return False
     dialect = connection.dialect.name
     before = 0
     if dialect == "sqlite":
@@ -139,6 +148,7 @@ def append_changes(
     rows = [
         {
             "user_id": user_id,
+            OWNER: user_id,
             "entity": entity,
             "entity_id": entity_id,
             "n": n,
@@ -149,7 +159,7 @@ def append_changes(
         }
         for n, ((entity, entity_id), (op, version)) in enumerate(changes.items(), start=1)
     ]
-    connection.execute(_UPSERTS[dialect], rows)
+    return any(listened for (listened,) in connection.execute(_UPSERTS[dialect], rows))
 
 
 def _feed() -> Any:
