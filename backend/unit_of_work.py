@@ -8,7 +8,8 @@ to each task (`record`, the history) and which entities changed (`changed`, the 
 `AsyncSession` call runs in a greenlet of its own, and each greenlet costs system calls
 (optimisation 4 in specs/performance.md). Each change is also an event: the webhooks
 subscribed to it get a delivery in the same transaction (the outbox,
-`deliveries.service`). A later feature adds its statements here (tag links) and they land
+`deliveries.service`), written only where the feed's upsert says the user has an
+enabled webhook. A later feature adds its statements here (tag links) and they land
 with the rest.
 """
 
