@@ -94,6 +94,45 @@ CategoryName = Annotated[
     StringConstraints(min_length=1, max_length=50),
     WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 50, "pattern": _NO_CONTROLS}),
 ]
+NAME_KEY_MAX_LENGTH = 200
+
+
+def _keyable(name: str) -> str:
+    """A name whose key fits its column: NFKC expands some characters many times over."""
+    if len(name_key(name)) > NAME_KEY_MAX_LENGTH:
+        raise ValueError("must be shorter once its characters are normalised")
+    return name
+
+
+TagName = Annotated[
+    str,
+    *_TRIMMED_LINE,
+    StringConstraints(min_length=1, max_length=50),
+    AfterValidator(_keyable),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 50, "pattern": _NO_CONTROLS}),
+]
+MAX_TAGS_PER_TASK = 20
+TaskTags = Annotated[
+    list[TagName],
+    Field(
+        max_length=MAX_TAGS_PER_TASK,
+        description="Tag names, the whole set: a new name creates a tag; one equal to an "
+        "existing tag's, ignoring case and Unicode form, is that tag.",
+    ),
+]
+
+
+def name_key(name: str) -> str:
+    """What makes two names one (categories, tags): Unicode NFKC, then case folded, so
+    that `Café`, `CAFÉ` and `Cafe\u0301` are one name."""
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
+def by_name(names: list[str]) -> list[str]:
+    """Names as a task shows them: one per key, in the order of their keys."""
+    return sorted({name_key(name): name for name in reversed(names)}.values(), key=name_key)
+
+
 Description = Annotated[
     Text,
     StringConstraints(max_length=5000),

@@ -38,6 +38,7 @@ from backend.openapi import PROBLEM_RESPONSES, TAGS, TodoAPI
 from backend.pagination import CursorSigner
 from backend.ratelimit import LimitRate, RateLimiter
 from backend.stats.routes import router as stats_router
+from backend.tags.routes import router as tags_router
 from backend.tasks.routes import router as tasks_router
 from backend.tokens.routes import router as tokens_router
 from backend.users.routes import router as users_router
@@ -184,6 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         tasks_router,
         categories_router,
+        tags_router,
         history_router,
         changes_router,
         stats_router,

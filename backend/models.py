@@ -23,6 +23,7 @@ from uuid6 import uuid7
 from backend.db import UTCDateTime
 from backend.fields import (
     DEFAULT_LIMIT,
+    MAX_TAGS_PER_TASK,
     TITLE_MAX_LENGTH,
     CategoryName,
     ChangeEntity,
@@ -37,6 +38,8 @@ from backend.fields import (
     Priority,
     PriorityType,
     SearchText,
+    TagName,
+    TaskTags,
     Title,
     TokenName,
     TokenScope,
@@ -186,6 +189,54 @@ class Task(TaskBase, Versioned, table=True):
     due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     completed: bool = False
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    tags: list[str] = Field(
+        default_factory=list,
+        sa_type=JSON,
+        nullable=False,
+        sa_column_kwargs={"server_default": text("'[]'")},
+    )
+    """The names of its tags as shown (`fields.by_name`), kept with the row so that a read
+    needs no join; `task_tags` links the same tags for filters, renames and deletions."""
+
+
+# A label of the user's tasks; its name is unique per user (NFKC, case folded).
+class Tag(Versioned, table=True):
+    __tablename__ = "tags"
+    __table_args__ = (
+        ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_tags_user"),
+        UniqueConstraint("user_id", "name_key", name="uq_tags_user_name_key"),
+    )
+
+    user_id: str = _owner_key()
+    id: UUID = Field(default_factory=uuid7, primary_key=True)
+    name: str = Field(max_length=50)
+    name_key: str = Field(max_length=200)
+
+
+# Which task carries which tag (by the tag's key, which a rename changes in cascade).
+class TaskTag(SQLModel, table=True):
+    __tablename__ = "task_tags"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["user_id", "task_id"],
+            ["tasks.user_id", "tasks.id"],
+            name="fk_task_tags_task",
+            ondelete="CASCADE",
+        ),
+        ForeignKeyConstraint(
+            ["user_id", "tag_key"],
+            ["tags.user_id", "tags.name_key"],
+            name="fk_task_tags_tag",
+            ondelete="CASCADE",
+            onupdate="CASCADE",
+        ),
+        # A tag filter: the tasks of a tag.
+        Index("ix_task_tags_user_tag", "user_id", "tag_key", "task_id"),
+    )
+
+    user_id: str = _owner_key()
+    task_id: UUID = Field(primary_key=True)
+    tag_key: str = Field(primary_key=True, max_length=200)
 
 
 TASK_SEARCH = table(
@@ -203,12 +254,13 @@ POSTGRES_ONLY_INDEXES = frozenset({"ix_tasks_search", "ix_tasks_user_due_desc"})
 
 # Body of POST on tasks.
 class TaskCreate(TaskBase, StrictBody):
-    pass
+    tags: TaskTags = []
 
 
 # Body of PUT on a task: every client-settable field, absent ones back to their defaults.
 class TaskReplace(TaskBase, StrictBody):
     completed: StrictBool = False
+    tags: TaskTags = []
 
 
 # Body of PATCH on a task: only the fields present change.
@@ -220,6 +272,7 @@ class TaskUpdate(StrictBody):
     due_at: Instant | None = None
     category_id: UUID | None = None
     completed: StrictBool = None  # type: ignore[assignment]
+    tags: TaskTags = None  # type: ignore[assignment]
 
 
 # A task as the API returns it.
@@ -232,9 +285,24 @@ class TaskPublic(Public):
     category_id: UUID | None
     completed: bool
     completed_at: datetime | None
+    tags: list[str]
     created_at: datetime
     updated_at: datetime
     version: int
+
+
+# A tag as the API returns it.
+class TagPublic(Public):
+    id: UUID
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+# Body of PATCH on a tag: its new name (onto another tag's name is 409).
+class TagUpdate(StrictBody):
+    name: TagName
 
 
 # What a list's query string asks of its page; a list with filters extends it.
@@ -257,6 +325,12 @@ class TaskFilters(BaseModel):
     due_before: Instant | None = None
     due_after: Instant | None = None
     q: SearchText | None = Field(None, description="Substring of title or description.")
+    tag: list[TagName] | None = Field(
+        None, max_length=MAX_TAGS_PER_TASK, description="A tag's name; repeat for more."
+    )
+    tag_mode: Literal["all", "any"] = Field(
+        "all", description="Whether a task must carry every `tag` or any of them."
+    )
 
 
 TaskSort = Literal[

@@ -168,6 +168,11 @@ TAGS: list[dict[str, Any]] = [
         "description": "Categories to group tasks; names are unique per user, ignoring case.",
     },
     {
+        "name": "tags",
+        "description": "Labels of the caller's tasks, created by naming them on a task; "
+        "renaming or deleting one changes every task that carries it.",
+    },
+    {
         "name": "history",
         "description": "The immutable record of every task change, written in the same "
         "transaction as the change; it survives the task's deletion.",
@@ -205,6 +210,7 @@ TASK_CREATE = {
     "priority": "high",
     "due_at": "2026-06-01T17:00:00+02:00",
     "category_id": None,
+    "tags": ["groceries", "Urgent"],
 }
 TASK_PUBLIC = TASK_CREATE | {
     "id": TASK_ID,
@@ -236,6 +242,13 @@ TOKEN_PUBLIC = {
 WEEK = ["2026-05-24", "2026-05-25", "2026-05-26", "2026-05-27", "2026-05-28", "2026-05-29"]
 
 POPUP = {"icon": "success", "title": "Task created", "text": "“Buy milk” was added."}
+TAG_PUBLIC = {
+    "id": "0193a5f4-7b8c-7d9e-8f0a-1b2c3d4e5f60",
+    "name": "Urgent",
+    "created_at": "2026-05-29T18:00:00Z",
+    "updated_at": "2026-05-29T18:00:00Z",
+    "version": 1,
+}
 WEBHOOK_PUBLIC = {
     "id": "0193a5f4-5e6f-7a8b-9c0d-1e2f3a4b5c6d",
     "url": "https://hooks.example.com/todo",
@@ -273,6 +286,9 @@ SCHEMA_EXAMPLES: dict[str, dict[str, Any]] = {
     "CategoryCreate": {"name": "Errands", "color": "#3366FF"},
     "CategoryUpdate": {"color": "#22AA55"},
     "CategoryPublic": CATEGORY_PUBLIC,
+    "TagPublic": TAG_PUBLIC,
+    "TagUpdate": {"name": "Errands"},
+    "Page_TagPublic_": {"items": [TAG_PUBLIC], "next_cursor": None},
     "Page_CategoryPublic_": {"items": [CATEGORY_PUBLIC], "next_cursor": None},
     "HistoryPublic": {
         "id": "0193a5f4-0a1b-7c2d-9e3f-4a5b6c7d8e9f",

@@ -104,10 +104,22 @@ class ListQuery(Generic[QueryModel]):
     def __init__(self, model: type[QueryModel]) -> None:
         self.model = model
         self.openapi = query_parameters(model)
+        self._repeated = frozenset(
+            name
+            for name, parameter in zip(model.model_fields, self.openapi["parameters"], strict=True)
+            if "array" in str(parameter["schema"])
+        )
+        """The fields given by repeating their parameter (`?tag=a&tag=b`)."""
 
     async def __call__(self, request: Request) -> PageRequest[QueryModel]:
+        values: Any = request.query_params
+        if self._repeated.intersection(values):
+            values = {
+                name: values.getlist(name) if name in self._repeated else value
+                for name, value in values.items()
+            }
         try:
-            query = self.model.model_validate(request.query_params)
+            query = self.model.model_validate(values)
         except ValidationError as exc:
             errors = exc.errors(include_url=False)
             raise RequestValidationError(

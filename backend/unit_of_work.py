@@ -39,7 +39,8 @@ answer it stores for its `Idempotency-Key` (`idempotency.guard.CommitWithAnswer`
 @dataclass(slots=True)
 class _Statement:
     statement: Executable
-    params: dict[str, Any]
+    params: dict[str, Any] | list[dict[str, Any]]
+    """One statement's parameters, or a list: the statement once for each."""
     guarded: bool
 
 
@@ -54,7 +55,13 @@ class UnitOfWork:
     _changes: dict[tuple[ChangeEntity, UUID], tuple[ChangeOp, int]] = field(default_factory=dict)
     _events: list[Event] = field(default_factory=list)
 
-    def execute(self, statement: Executable, params: dict[str, Any], *, guarded: bool) -> None:
+    def execute(
+        self,
+        statement: Executable,
+        params: dict[str, Any] | list[dict[str, Any]],
+        *,
+        guarded: bool,
+    ) -> None:
         """Run `statement` with `params` at the commit. A `guarded` one is an `UPDATE` or
         `DELETE ... WHERE version = :read`: if it touches no row, its row moved since it was
         read, and the commit raises `StaleDataError` (for `change_current_row`) instead."""

@@ -51,6 +51,8 @@ os.environ.setdefault("EVENTS_MAX_STREAM_SECONDS", "0.2")
 TABLES = (
     "webhook_deliveries",
     "webhooks",
+    "task_tags",
+    "tags",
     "event_tickets",
     "changes",
     "idempotency_keys",

@@ -29,6 +29,7 @@ ID_KINDS = {
     "category_id": "category",
     "entry_id": "history",
     "token_id": "token",
+    "tag_id": "tag",
     "webhook_id": "webhook",
     "delivery_id": "delivery",
 }
@@ -46,6 +47,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "create_token": {"name": "Matrix token"},
     "create_webhook": {"url": "https://hooks.example.com/matrix"},
     "update_webhook": {"events": ["task.*"]},
+    "rename_tag": {"name": "Matrix tag"},
 }
 
 NFC_USER = "jos\u00e9"
@@ -190,8 +192,8 @@ def create_pat(
 
 
 def seed(client: TestClient, auth: AuthFactory, user: str) -> dict[str, str]:
-    """A category, a task in it, a deleted task, a personal token, a webhook and its
-    delivery (a ping); one id of each kind."""
+    """A category, a task in it with a tag, a deleted task, a personal token, a webhook
+    and its delivery (a ping); one id of each kind."""
     prefix, headers = f"/api/{quote(user)}", auth(user)
 
     def create(path: str, body: dict[str, Any]) -> str:
@@ -201,7 +203,11 @@ def seed(client: TestClient, auth: AuthFactory, user: str) -> dict[str, str]:
         return created
 
     category = create("categories", {"name": f"{user} secret category"})
-    task = create("tasks", {"title": f"{user} secret task", "category_id": category})
+    task = create(
+        "tasks",
+        {"title": f"{user} secret task", "category_id": category, "tags": [f"{user} secret tag"]},
+    )
+    tag = client.get(f"{prefix}/tags", headers=headers).json()["items"][0]["id"]
     gone = create("tasks", {"title": f"{user} deleted task"})
     assert client.delete(f"{prefix}/tasks/{gone}", headers=headers).status_code == 204
     history = client.get(f"{prefix}/history", headers=headers).json()["items"]
@@ -209,6 +215,7 @@ def seed(client: TestClient, auth: AuthFactory, user: str) -> dict[str, str]:
     ping = client.post(f"{prefix}/webhooks/{webhook}/ping", headers=headers)
     assert ping.status_code == 202, ping.text
     return {
+        "tag": tag,
         "webhook": webhook,
         "delivery": ping.json()["id"],
         "task": task,

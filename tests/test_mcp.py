@@ -16,10 +16,11 @@ McpAs = Callable[..., McpCaller]
 TOOLS = {
     "add_task", "list_tasks", "get_task", "update_task", "complete_task", "reopen_task",
     "delete_task", "list_categories", "add_category", "task_history", "weekly_stats",
-    "list_changes",
+    "list_changes", "list_tags",
 }  # fmt: skip
 READ_ONLY = {
-    "list_tasks", "get_task", "list_categories", "task_history", "weekly_stats", "list_changes"
+    "list_tasks", "get_task", "list_categories", "task_history", "weekly_stats", "list_changes",
+    "list_tags",
 }  # fmt: skip
 
 
@@ -62,6 +63,22 @@ def test_add_task_returns_the_task_and_stores_it_with_history(mcp_as: McpAs, db:
     stored = db.exec(select(Task)).one()
     assert (stored.user_id, str(stored.id), stored.title) == ("alice", task["id"], "Buy milk")
     assert [entry.action for entry in _history(db, task["id"])] == [HistoryAction.created]
+
+
+def test_tags_through_tools_name_filter_and_list(mcp_as: McpAs) -> None:
+    alice = mcp_as("alice")
+
+    tagged = structured(alice("add_task", title="Tagged", tags=["Work", "home"]))
+    alice("add_task", title="Plain")
+    retagged = structured(alice("update_task", task_id=tagged["id"], tags=["WORK", "later"]))
+    listed = alice("list_tasks", tag=["work"])
+    tags = structured(alice("list_tags"))
+
+    assert tagged["tags"] == ["home", "Work"]
+    assert retagged["tags"] == ["later", "Work"]
+    assert [t["title"] for t in structured(listed)["items"]] == ["Tagged"]
+    assert "Tagged [later, Work]" in listed.content[0].text  # type: ignore[union-attr]
+    assert [t["name"] for t in tags["items"]] == ["home", "later", "Work"]
 
 
 def test_add_category_and_a_task_in_it(mcp_as: McpAs, db: Session) -> None:

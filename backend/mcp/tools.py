@@ -23,6 +23,7 @@ from backend.fields import (
     PageLimit,
     SearchText,
     SyncToken,
+    TagName,
 )
 from backend.history import service as history
 from backend.models import (
@@ -33,6 +34,7 @@ from backend.models import (
     Page,
     PageQuery,
     StrictBody,
+    TagPublic,
     TaskCreate,
     TaskFilters,
     TaskPublic,
@@ -42,6 +44,7 @@ from backend.models import (
 from backend.pagination import CursorSigner, PageRequest, page_of
 from backend.stats import service as stats
 from backend.stats.routes import known_time_zones
+from backend.tags import service as tags
 from backend.tasks import service as tasks
 
 Args = TypeVar("Args", bound=BaseModel)
@@ -61,6 +64,9 @@ class ListTasksArgs(PageArgs):
     ] = None
     category_id: Annotated[
         UUID | Literal["none"] | None, Field(description="A category id, or `none`.")
+    ] = None
+    tag: Annotated[
+        list[TagName] | None, Field(description="Tasks that carry every one of these tags.")
     ] = None
 
 
@@ -148,7 +154,7 @@ async def add_task(context: ToolContext, args: TaskCreate) -> Outcome:
 
 async def list_tasks(context: ToolContext, args: ListTasksArgs) -> Outcome:
     completed = {"all": None, "pending": False, "completed": True}[args.status]
-    filters = TaskFilters(completed=completed, category_id=args.category_id, q=args.q)
+    filters = TaskFilters(completed=completed, category_id=args.category_id, q=args.q, tag=args.tag)
     rows, next_cursor = await tasks.list_tasks(
         context.session,
         user_id=context.user_id,
@@ -157,7 +163,9 @@ async def list_tasks(context: ToolContext, args: ListTasksArgs) -> Outcome:
         page=context.page(args),
     )
     page = page_of(TaskPublic, rows, next_cursor)
-    lines = [f"- [{'x' if t.completed else ' '}] {t.title} (id {t.id})" for t in page.items]
+    lines = [
+        f"- [{'x' if t.completed else ' '}] {t.title}{_tags(t)} (id {t.id})" for t in page.items
+    ]
     return page, "\n".join([f"{len(lines)} task(s), newest first.{_more(next_cursor)}", *lines])
 
 
@@ -204,6 +212,19 @@ async def delete_task(context: ToolContext, args: TaskWrite) -> Outcome:
         precondition=_precondition(args),
     )
     return TaskDeleted(task_id=args.task_id), f"Deleted task {args.task_id}."
+
+
+def _tags(task: TaskPublic) -> str:
+    return f" [{', '.join(task.tags)}]" if task.tags else ""
+
+
+async def list_tags(context: ToolContext, args: PageArgs) -> Outcome:
+    rows, next_cursor = await tags.list_tags(
+        context.session, user_id=context.user_id, page=context.page(args)
+    )
+    page = page_of(TagPublic, rows, next_cursor)
+    lines = [f"- {t.name} (id {t.id})" for t in page.items]
+    return page, "\n".join([f"{len(lines)} tags, by name.{_more(next_cursor)}", *lines])
 
 
 async def list_categories(context: ToolContext, args: PageArgs) -> Outcome:
@@ -305,6 +326,15 @@ _TOOLS: list[Tool[Any]] = [
         "write",
         delete_task,
         destructive=True,
+    ),
+    Tool(
+        "list_tags",
+        "List the user's tags by name (a task's `tags` names them; a new name creates one).",
+        PageArgs,
+        Page[TagPublic],
+        "read",
+        list_tags,
+        idempotent=True,
     ),
     Tool(
         "list_categories",

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Select,
     TableClause,
     bindparam,
+    func,
     or_,
     update,
 )
@@ -24,7 +25,7 @@ from uuid6 import uuid7
 from backend.conditions import UNCONDITIONAL, Precondition, change_current_row
 from backend.db import LIKE_ESCAPE, like_escape, read_rows
 from backend.errors import InvalidInput, NotFound
-from backend.fields import HistoryAction, Priority
+from backend.fields import HistoryAction, Priority, name_key
 from backend.models import (
     TASK_SEARCH,
     Category,
@@ -34,9 +35,11 @@ from backend.models import (
     TaskFilters,
     TaskPublic,
     TaskSort,
+    TaskTag,
 )
 from backend.owned import OWNER, ROW_ID, OwnedTable, owned_by
 from backend.pagination import Keyset, PageRequest, Record, fetch_page
+from backend.tags.service import link_tags, resolve_tags
 from backend.unit_of_work import UnitOfWork
 
 _SORT_COLUMNS: dict[str, tuple[TypeAdapter[Any], bool]] = {
@@ -46,6 +49,13 @@ _SORT_COLUMNS: dict[str, tuple[TypeAdapter[Any], bool]] = {
     "priority": (TypeAdapter(Priority), False),
     "title": (TypeAdapter(str), False),
 }
+
+
+_LINKS = TaskTag.__table__  # type: ignore[attr-defined]
+_TAGGED = select_rows(_LINKS.c.task_id).where(
+    owned_by(_LINKS.c.user_id), _LINKS.c.tag_key.in_(bindparam("tag_keys", expanding=True))
+)
+"""The caller's tasks that carry any of the tags of `tag_keys`."""
 
 
 class _Listings:
@@ -79,6 +89,10 @@ class _Listings:
             "q": or_(
                 c.title.icontains(bindparam("q"), escape=LIKE_ESCAPE),
                 c.description.icontains(bindparam("q"), escape=LIKE_ESCAPE),
+            ),
+            "tag_any": c.id.in_(_TAGGED),
+            "tag_all": c.id.in_(
+                _TAGGED.group_by(_LINKS.c.task_id).having(func.count() == bindparam("tag_count"))
             ),
         }
         self._statements: dict[frozenset[str], Select[Any]] = {}
@@ -134,6 +148,11 @@ async def list_tasks(
         chosen["uncategorized"] = None
     elif filters.category_id is not None:
         chosen["category_id"] = filters.category_id
+    params = dict(chosen)
+    if filters.tag:
+        keys = sorted({name_key(name) for name in filters.tag})
+        chosen[f"tag_{filters.tag_mode}"] = None
+        params |= {"tag_keys": keys, "tag_count": len(keys)}
     listings = TABLE_LISTINGS if filters.q is None else SEARCH_LISTINGS
     return await fetch_page(
         session,
@@ -142,7 +161,7 @@ async def list_tasks(
         page=page,
         owner=user_id,
         scope="tasks",
-        params=chosen,
+        params=params,
     )
 
 
@@ -150,10 +169,12 @@ async def create_task(session: AsyncSession, *, user_id: str, task_in: TaskCreat
     """The new task, with its `created` entry and its feed entry."""
     await _check_category(session, user_id=user_id, category_id=task_in.category_id)
     work = UnitOfWork(user_id)
+    tags = await resolve_tags(session, work, task_in.tags)
     row = {
         "user_id": user_id,
         "id": uuid7(),
         **dict(task_in),
+        "tags": tags,
         "completed": False,
         "completed_at": None,
         "created_at": work.at,
@@ -162,6 +183,7 @@ async def create_task(session: AsyncSession, *, user_id: str, task_in: TaskCreat
     }
     task = TaskPublic.model_validate(row)
     work.execute(_ROWS.insert, row, guarded=False)
+    link_tags(work, task.id, tags, replacing=False)
     work.record(task.id, task.title, HistoryAction.created, snapshot(task))
     work.changed("task", task, HistoryAction.created)
     async with _category_refusal_as_422(session):
@@ -185,6 +207,9 @@ async def update_task(
     async def change(task: TaskPublic) -> TaskPublic:
         if changes.get("category_id") not in (None, task.category_id):
             await _check_category(session, user_id=user_id, category_id=changes["category_id"])
+        work = UnitOfWork(user_id)
+        if "tags" in changes:
+            changes["tags"] = await resolve_tags(session, work, changes["tags"])
         diff = {
             field: {"from": _json(getattr(task, field)), "to": _json(value)}
             for field, value in changes.items()
@@ -192,7 +217,6 @@ async def update_task(
         }
         if not diff:
             return task
-        work = UnitOfWork(user_id)
         updates = {field: changes[field] for field in diff}
         if "completed" in diff:
             updates["completed_at"] = work.at if updates["completed"] else None
@@ -203,6 +227,8 @@ async def update_task(
         changed = task.model_copy(update=updates)
         params = _ROWS.params(user_id, task_id, read_version=task.version, values=updates)
         work.execute(_ROWS.update, params, guarded=True)
+        if "tags" in diff:
+            link_tags(work, task_id, changed.tags, replacing=True)
         work.record(task_id, changed.title, action, diff)
         work.changed("task", changed, action)
         async with _category_refusal_as_422(session):

@@ -12,7 +12,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from backend.models import Category, PersonalToken, Task, TaskHistory, Webhook
+from backend.models import Category, PersonalToken, Tag, Task, TaskHistory, Webhook
 from tests.conftest import AuthFactory, Headers
 from tests.operations import (
     ALL,
@@ -80,7 +80,7 @@ def owned_ids(db: Session, user: str) -> set[str]:
     """The ids of every row `user` owns, of every kind."""
     db.expire_all()
     ids = set()
-    for model in (Task, Category, TaskHistory, PersonalToken, Webhook):
+    for model in (Task, Category, TaskHistory, PersonalToken, Webhook, Tag):
         ids |= {str(row) for row in db.exec(select(model.id).where(model.user_id == user))}
     db.rollback()
     return ids
