@@ -165,7 +165,8 @@ TAGS: list[dict[str, Any]] = [
     },
     {
         "name": "categories",
-        "description": "Categories to group tasks; names are unique per user, ignoring case.",
+        "description": "Categories to group tasks; names are unique per user, ignoring case "
+        "and Unicode form.",
     },
     {
         "name": "tags",

@@ -20,7 +20,7 @@ from uuid6 import uuid7
 
 from backend.changes.service import append_changes
 from backend.db import scope_to, utcnow
-from backend.fields import ChangeEntity, ChangeOp, HistoryAction, Priority
+from backend.fields import ChangeEntity, ChangeOp, HistoryAction, Priority, name_key
 from backend.history.service import entry
 from backend.models import Category, Task, TaskHistory, User
 from backend.tasks.service import snapshot
@@ -75,7 +75,7 @@ def categories_for(user_id: str, now: datetime) -> list[dict[str, Any]]:
             "user_id": user_id,
             "id": uuid7(),
             "name": name,
-            "name_key": name.casefold(),
+            "name_key": name_key(name),
             "color": color,
             "created_at": now,
             "updated_at": now,

@@ -383,3 +383,13 @@ def test_list_categories_accepts_its_own_cursor_after_the_longest_names(
     second = response.json()
     assert {item["id"] for item in first["items"] + second["items"]} == created
     assert second["next_cursor"] is None
+
+
+def test_create_category_with_a_name_equal_once_normalised_is_409(
+    client: TestClient, auth: AuthFactory, make_category: Factory
+) -> None:
+    make_category(name="Café")
+
+    response = client.post("/api/alice/categories", json={"name": "CAFE\u0301"}, headers=auth())
+
+    assert_problem(response, 409, "conflict")

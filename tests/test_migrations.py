@@ -1,19 +1,21 @@
 """Alembic migrations on a fresh database, and the keys the schema enforces by itself."""
 
+import logging
 from datetime import UTC, datetime
 from uuid import UUID
 
 import pytest
 from alembic import command
-from sqlalchemy import Inspector
+from sqlalchemy import Inspector, create_engine, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from backend import migrate
 from backend.config import Settings
+from backend.db import utcnow
 from backend.fields import HistoryAction
 from backend.models import TASK_SEARCH, Category, Task, TaskHistory, User
-from tests.conftest import TABLES, inspected, table_names
+from tests.conftest import TABLES, inspected, sync_url, table_names
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 ALICE_CATEGORY = UUID("00000000-0000-7000-8000-0000000000a1")
@@ -154,3 +156,46 @@ def test_history_row_survives_deletion_of_its_task(db: Session) -> None:
     assert db.exec(select(Task)).all() == []
     entry = db.exec(select(TaskHistory)).one()
     assert (entry.task_id, entry.action, entry.title) == (TASK, "created", "Stored directly")
+
+
+def test_category_keys_become_nfkc_and_collisions_are_reported(
+    fresh_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    migrate.upgrade(fresh_settings, "2e3f4a5b6c7d")
+    engine = create_engine(sync_url(fresh_settings.database_url))
+    names = ["Café", "Cafe\u0301", "\ufb01sh", "Plain"]  # the first two: one name once NFKC
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO users (id, created_at, updated_at, change_seq) VALUES ('u', :t, :t, 0)"
+            ),
+            {"t": utcnow()},
+        )
+        for n, name in enumerate(names):
+            connection.execute(
+                text(
+                    "INSERT INTO categories (user_id, id, name, name_key, created_at, updated_at,"
+                    " version) VALUES ('u', :id, :name, :key, :t, :t, 1)"
+                ),
+                {
+                    "id": f"00000000-0000-7000-8000-00000000000{n}",
+                    "name": name,
+                    "key": name.casefold(),
+                    "t": utcnow(),
+                },
+            )
+
+    with caplog.at_level(logging.WARNING):
+        migrate.upgrade(fresh_settings)
+
+    with engine.connect() as connection:
+        keys = dict(connection.execute(text("SELECT name, name_key FROM categories")).all())
+    engine.dispose()
+    assert keys == {
+        "Café": "café",
+        "Cafe\u0301": "cafe\u0301",
+        "\ufb01sh": "fish",
+        "Plain": "plain",
+    }
+    assert "keeps its key" in caplog.text
+    assert "Cafe\u0301" in caplog.text

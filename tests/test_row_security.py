@@ -27,6 +27,8 @@ OWNED_TABLES = (
     "idempotency_keys",
     "webhooks",
     "webhook_deliveries",
+    "tags",
+    "task_tags",
 )
 OWNED_VIEWS = ("task_search",)
 
@@ -88,13 +90,18 @@ def _use_the_api_as(client: TestClient, auth: AuthFactory, user: str) -> None:
     assert (kept.status_code, category.status_code) == (201, 201), category.text
     task = client.post(
         f"{base}/tasks",
-        json={"title": f"{user} task", "category_id": category.json()["id"]},
+        json={"title": f"{user} task", "category_id": category.json()["id"], "tags": ["a", "b"]},
         headers={**headers, "Idempotency-Key": f"{user}-1"},
     )
     assert task.status_code == 201, task.text
     task_path = f"{base}/tasks/{task.json()['id']}"
     assert client.patch(task_path, json={"title": "renamed"}, headers=headers).status_code == 200
     assert client.patch(f"{task_path}/complete", headers=headers).status_code == 200
+    tags = client.get(f"{base}/tags", headers=headers).json()["items"]
+    renamed = client.patch(f"{base}/tags/{tags[0]['id']}", json={"name": "A2"}, headers=headers)
+    assert renamed.status_code == 200, renamed.text
+    assert client.delete(f"{base}/tags/{tags[1]['id']}", headers=headers).status_code == 204
+    assert client.get(f"{base}/tasks?tag=a2", headers=headers).json()["items"][0]["tags"] == ["A2"]
     category_path = f"{base}/categories/{category.json()['id']}"
     assert client.delete(category_path, headers=headers).status_code == 204
     token = client.post(f"{base}/tokens", json={"name": "cli", "scope": "write"}, headers=headers)

@@ -43,7 +43,8 @@ async def create_category(
     request: Request,
     response: Response,
 ) -> CategoryPublic:
-    """Create a category; a name already used by the caller, ignoring case, is 409."""
+    """Create a category; a name the caller already uses, ignoring case and Unicode form,
+    is 409."""
     category = await service.create_category(session, user_id=user_id, category_in=category_in)
     response.headers["Location"] = location(request, user_id, "categories", category.id)
     return with_etag(CategoryPublic, category, response)

@@ -11,7 +11,7 @@ from uuid6 import uuid7
 
 from backend.conditions import UNCONDITIONAL, Precondition, change_current_row
 from backend.errors import Conflict, NotFound
-from backend.fields import HistoryAction
+from backend.fields import HistoryAction, name_key
 from backend.models import Category, CategoryCreate, CategoryPublic, PageQuery
 from backend.owned import OwnedTable, owned_by
 from backend.pagination import Keyset, PageRequest, Record, fetch_page
@@ -24,10 +24,6 @@ BY_NAME = Keyset(
     tiebreak=Category.id,  # type: ignore[arg-type]
     adapter=TypeAdapter(str),
 )
-
-
-def name_key(name: str) -> str:
-    return name.casefold()
 
 
 _TABLE = Category.__table__  # type: ignore[attr-defined]
