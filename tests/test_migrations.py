@@ -189,7 +189,8 @@ def test_category_keys_become_nfkc_and_collisions_are_reported(
         migrate.upgrade(fresh_settings)
 
     with engine.connect() as connection:
-        keys = dict(connection.execute(text("SELECT name, name_key FROM categories")).all())
+        rows = connection.execute(text("SELECT name, name_key FROM categories")).all()
+    keys = {str(name): str(key) for name, key in rows}
     engine.dispose()
     assert keys == {
         "Café": "café",
