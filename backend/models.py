@@ -151,6 +151,9 @@ class TaskBase(SQLModel):
     priority: Priority = Priority.none
     due_at: Instant | None = None
     category_id: UUID | None = None
+    parent_id: UUID | None = Field(
+        default=None, description="The task this one is a subtask of (at most 5 levels deep)."
+    )
 
 
 # A task, owned by one user; its category must be one of the same user's.
@@ -163,6 +166,10 @@ class Task(TaskBase, Versioned, table=True):
             ["categories.user_id", "categories.id"],
             name="fk_tasks_user_category",
         ),
+        ForeignKeyConstraint(
+            ["user_id", "parent_id"], ["tasks.user_id", "tasks.id"], name="fk_tasks_user_parent"
+        ),
+        Index("ix_tasks_user_parent", "user_id", "parent_id", "created_at", "id"),
         Index("ix_tasks_user_created", "user_id", "created_at", "id"),
         Index("ix_tasks_user_updated", "user_id", "updated_at", "id"),
         Index("ix_tasks_user_due", "user_id", "due_at", "id"),
@@ -271,6 +278,7 @@ class TaskUpdate(StrictBody):
     priority: Priority = None  # type: ignore[assignment]
     due_at: Instant | None = None
     category_id: UUID | None = None
+    parent_id: UUID | None = None
     completed: StrictBool = None  # type: ignore[assignment]
     tags: TaskTags = None  # type: ignore[assignment]
 
@@ -283,6 +291,7 @@ class TaskPublic(Public):
     priority: Priority
     due_at: datetime | None
     category_id: UUID | None
+    parent_id: UUID | None
     completed: bool
     completed_at: datetime | None
     tags: list[str]
@@ -320,6 +329,9 @@ class TaskFilters(BaseModel):
     completed: bool | None = None
     category_id: UUID | Literal["none"] | None = Field(
         None, description="A category id, or `none`."
+    )
+    parent_id: UUID | Literal["none"] | None = Field(
+        None, description="A task's id (its direct subtasks), or `none` (top-level tasks)."
     )
     priority: Priority | None = None
     due_before: Instant | None = None

@@ -211,6 +211,7 @@ TASK_CREATE = {
     "priority": "high",
     "due_at": "2026-06-01T17:00:00+02:00",
     "category_id": None,
+    "parent_id": None,
     "tags": ["groceries", "Urgent"],
 }
 TASK_PUBLIC = TASK_CREATE | {

@@ -200,3 +200,31 @@ def test_category_keys_become_nfkc_and_collisions_are_reported(
     }
     assert "keeps its key" in caplog.text
     assert "Cafe\u0301" in caplog.text
+
+
+def test_adding_parent_id_keeps_every_tag_link(fresh_settings: Settings) -> None:
+    """SQLite adds the reference by copying `tasks`; dropping the old copy must not take
+    `task_tags` with it (foreign keys are on)."""
+    migrate.upgrade(fresh_settings, "3f4a5b6c7d8e")
+    engine = create_engine(sync_url(fresh_settings.database_url))
+    task, tag = "00000000-0000-7000-8000-000000000001", "00000000-0000-7000-8000-000000000002"
+    values = {"t": utcnow(), "task": task, "tag": tag}
+    with engine.begin() as connection:
+        for statement in (
+            "INSERT INTO users (id, created_at, updated_at, change_seq) VALUES ('u', :t, :t, 0)",
+            "INSERT INTO tasks (user_id, id, title, priority, completed, created_at, updated_at,"
+            " version, tags) VALUES ('u', :task, 't', 0, false, :t, :t, 1, '[\"a\"]')",
+            "INSERT INTO tags (user_id, id, name, name_key, created_at, updated_at, version)"
+            " VALUES ('u', :tag, 'a', 'a', :t, :t, 1)",
+            "INSERT INTO task_tags (user_id, task_id, tag_key) VALUES ('u', :task, 'a')",
+        ):
+            connection.execute(text(statement), values)
+
+    migrate.upgrade(fresh_settings)
+    migrate.downgrade(fresh_settings, "3f4a5b6c7d8e")
+    migrate.upgrade(fresh_settings)
+
+    with engine.connect() as connection:
+        links = connection.execute(text("SELECT count(*) FROM task_tags")).scalar_one()
+    engine.dispose()
+    assert links == 1

@@ -39,6 +39,7 @@ from backend.models import (
 )
 from backend.owned import OWNER, ROW_ID, OwnedTable, owned_by
 from backend.pagination import Keyset, PageRequest, Record, fetch_page
+from backend.subtasks.service import check_parent, descendants
 from backend.tags.service import link_tags, resolve_tags
 from backend.unit_of_work import UnitOfWork
 
@@ -83,6 +84,8 @@ class _Listings:
             "completed": c.completed == bindparam("completed"),
             "category_id": c.category_id == bindparam("category_id"),
             "uncategorized": c.category_id.is_(None),
+            "parent_id": c.parent_id == bindparam("parent_id"),
+            "top_level": c.parent_id.is_(None),
             "priority": c.priority == bindparam("priority"),
             "due_before": c.due_at < bindparam("due_before"),
             "due_after": c.due_at >= bindparam("due_after"),
@@ -148,6 +151,10 @@ async def list_tasks(
         chosen["uncategorized"] = None
     elif filters.category_id is not None:
         chosen["category_id"] = filters.category_id
+    if filters.parent_id == "none":
+        chosen["top_level"] = None
+    elif filters.parent_id is not None:
+        chosen["parent_id"] = filters.parent_id
     params = dict(chosen)
     if filters.tag:
         keys = sorted({name_key(name) for name in filters.tag})
@@ -168,6 +175,8 @@ async def list_tasks(
 async def create_task(session: AsyncSession, *, user_id: str, task_in: TaskCreate) -> TaskPublic:
     """The new task, with its `created` entry and its feed entry."""
     await _check_category(session, user_id=user_id, category_id=task_in.category_id)
+    if task_in.parent_id is not None:
+        await check_parent(session, user_id=user_id, task_id=None, parent_id=task_in.parent_id)
     work = UnitOfWork(user_id)
     tags = await resolve_tags(session, work, task_in.tags)
     row = {
@@ -207,6 +216,10 @@ async def update_task(
     async def change(task: TaskPublic) -> TaskPublic:
         if changes.get("category_id") not in (None, task.category_id):
             await _check_category(session, user_id=user_id, category_id=changes["category_id"])
+        if changes.get("parent_id") not in (None, task.parent_id):
+            await check_parent(
+                session, user_id=user_id, task_id=task_id, parent_id=changes["parent_id"]
+            )
         work = UnitOfWork(user_id)
         if "tags" in changes:
             changes["tags"] = await resolve_tags(session, work, changes["tags"])
@@ -231,6 +244,11 @@ async def update_task(
             link_tags(work, task_id, changed.tags, replacing=True)
         work.record(task_id, changed.title, action, diff)
         work.changed("task", changed, action)
+        if action is HistoryAction.completed:  # and its open subtasks with it
+            for below in await descendants(
+                session, user_id=user_id, task_id=task_id, open_only=True
+            ):
+                _complete(work, below)
         async with _category_refusal_as_422(session):
             await work.commit(session)
         return changed
@@ -271,6 +289,11 @@ async def delete_task(
 ) -> None:
     async def change(task: TaskPublic) -> None:
         work = UnitOfWork(user_id)
+        for below in await descendants(session, user_id=user_id, task_id=task_id):  # deepest first
+            params = _ROWS.params(user_id, below.id, read_version=below.version)
+            work.execute(_ROWS.delete, params, guarded=True)
+            work.record(below.id, below.title, HistoryAction.deleted, snapshot(below))
+            work.changed("task", below, HistoryAction.deleted)
         params = _ROWS.params(user_id, task_id, read_version=task.version)
         work.execute(_ROWS.delete, params, guarded=True)
         work.record(task_id, task.title, HistoryAction.deleted, snapshot(task))
@@ -283,6 +306,20 @@ async def delete_task(
         change=change,
         precondition=precondition,
     )
+
+
+def _complete(work: UnitOfWork, task: TaskPublic) -> None:
+    """`work` completes an open subtask of a task being completed."""
+    updates = {"completed": True, "completed_at": work.at, "updated_at": work.at}
+    updates["version"] = task.version + 1
+    params = _ROWS.params(work.user_id, task.id, read_version=task.version, values=updates)
+    work.execute(_ROWS.update, params, guarded=True)
+    diff = {
+        "completed": {"from": False, "to": True},
+        "completed_at": {"from": None, "to": _json(work.at)},
+    }
+    work.record(task.id, task.title, HistoryAction.completed, diff)
+    work.changed("task", task.model_copy(update=updates), HistoryAction.completed)
 
 
 _UNCATEGORIZE = (
