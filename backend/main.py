@@ -12,6 +12,8 @@ from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from backend import auth, db, health
+from backend.batches.routes import batch_target
+from backend.batches.routes import router as batch_router
 from backend.categories.routes import router as categories_router
 from backend.changes.routes import router as changes_router
 from backend.config import Settings, get_settings
@@ -193,6 +195,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tokens_router,
         events_router,
         webhooks_router,
+        batch_router,
     ):
         app.include_router(
             router,
@@ -209,6 +212,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     mount_mcp(app, settings)
     app.include_router(metrics_router)
+    app.state.batch_target = batch_target(app)  # after every route and error handler
     return app
 
 

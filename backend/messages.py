@@ -40,6 +40,7 @@ TITLES = {
     "db_unavailable": "Service unavailable",
     "timeout": "Request timed out",
     "cors_refused": "Origin not allowed",
+    "failed_dependency": "Not run",
     "internal_error": "Something went wrong",
 }
 """A problem document's `title` by its `code`: the same for every instance of the code."""
@@ -207,6 +208,11 @@ _RULES = {
     "parent_not_found": "{field} must be one of your tasks.",
     "parent_cycle": "{field} must not be the task itself or one of its subtasks.",
     "parent_too_deep": "{field} would nest tasks more than 5 levels deep.",
+    "batch_id_repeated": "{field} is already the id of an earlier operation.",
+    "batch_header_refused": "{field} must not set Authorization, Idempotency-Key, Host or "
+    "Content-Length (an Idempotency-Key goes on the batch).",
+    "batch_reference_unknown": "{field} names an operation that does not come earlier.",
+    "batch_path_unknown": "{field} must be one of your routes (not a batch nor an event stream).",
     "tags_too_many": "{field} would make more than 1,000 tags: delete some first.",
     "webhook_url_not_https": "{field} must start with https://.",
     "webhook_url_too_long": "{field} must be at most 2083 characters.",

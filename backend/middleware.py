@@ -83,6 +83,8 @@ class RequestSession:
         return self._session
 
     async def take_turn(self) -> None:
+        if self._has_turn:  # a batch's operations work in the batch's turn
+            return
         await self._turns.take()
         self._has_turn = True  # no await between: whatever happens next, it is given back
 

@@ -4,7 +4,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, HttpUrl, StrictBool
+from pydantic import BaseModel, ConfigDict, HttpUrl, StrictBool, StringConstraints
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -667,6 +667,48 @@ class IdempotencyRecord(SQLModel, table=True):
     body: str | None = None
     created_at: datetime = _timestamp()
     expires_at: datetime = _timestamp()
+
+
+BatchOperationId = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+]
+
+
+# One request of a batch: a route of the caller's, relative to `/api/{user_id}`.
+class BatchOperation(StrictBody):
+    id: BatchOperationId = Field(
+        description="Names the operation: `$<id>` stands for the id it creates."
+    )
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+    path: Annotated[str, StringConstraints(max_length=2048, pattern=r"^/")] = Field(
+        description="Relative to `/api/{user_id}`, e.g. `/tasks/$op1/complete`."
+    )
+    body: Any = None
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Such as `If-Match`; not `Idempotency-Key`."
+    )
+
+
+# Body of POST on batch.
+class BatchRequest(StrictBody):
+    atomic: StrictBool = Field(
+        default=True, description="All or nothing in one transaction; else each on its own."
+    )
+    operations: list[BatchOperation] = Field(min_length=1, max_length=100)
+
+
+# What one operation answered, as its single request would have.
+class BatchOperationResult(BaseModel):
+    id: str
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+# The answer to a batch: whether its writes are stored, and each operation's answer.
+class BatchResult(BaseModel):
+    committed: bool
+    results: list[BatchOperationResult]
 
 
 # One page of a list; `next_cursor` is null on the last page.

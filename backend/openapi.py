@@ -189,6 +189,11 @@ TAGS: list[dict[str, Any]] = [
         "browsers open it with a ticket.",
     },
     {
+        "name": "batch",
+        "description": "Many operations in one request, each as its single request runs: "
+        "all or nothing by default.",
+    },
+    {
         "name": "webhooks",
         "description": "Signed deliveries of the caller's changes to integrations (Standard "
         "Webhooks), retried for a day; their deliveries, redelivery and pings.",

@@ -52,6 +52,7 @@ class Stream:
         self.ended = threading.Event()
         self.error: Exception | None = None
         self._opened = threading.Event()
+        self._socket: socket.socket | None = None
         host = parts.hostname or "127.0.0.1"
         self._connection = http.client.HTTPConnection(host, parts.port, timeout=30)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -64,6 +65,7 @@ class Stream:
     def _read(self, target: str, headers: dict[str, str]) -> None:
         try:
             self._connection.request("GET", target, headers=headers)
+            self._socket = self._connection.sock  # the response may take it over
             response = self._connection.getresponse()
             self.status = response.status
             self._opened.set()
@@ -99,7 +101,7 @@ class Stream:
         return self.changes()
 
     def close(self) -> None:
-        sock = self._connection.sock
+        sock = self._socket
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)

@@ -81,6 +81,18 @@ def test_tags_through_tools_name_filter_and_list(mcp_as: McpAs) -> None:
     assert [t["name"] for t in tags["items"]] == ["home", "later", "Work"]
 
 
+def test_subtasks_through_tools(mcp_as: McpAs) -> None:
+    alice = mcp_as("alice")
+    parent = structured(alice("add_task", title="Trip"))
+    child = structured(alice("add_task", title="Flights", parent_id=parent["id"]))
+
+    children = structured(alice("list_tasks", parent_id=parent["id"]))
+    alice("complete_task", task_id=parent["id"])
+
+    assert [t["id"] for t in children["items"]] == [child["id"]]
+    assert structured(alice("get_task", task_id=child["id"]))["completed"] is True
+
+
 def test_add_category_and_a_task_in_it(mcp_as: McpAs, db: Session) -> None:
     alice = mcp_as("alice")
 

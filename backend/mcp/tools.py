@@ -68,6 +68,10 @@ class ListTasksArgs(PageArgs):
     tag: Annotated[
         list[TagName] | None, Field(description="Tasks that carry every one of these tags.")
     ] = None
+    parent_id: Annotated[
+        UUID | Literal["none"] | None,
+        Field(description="A task's id (its direct subtasks), or `none` (top-level tasks)."),
+    ] = None
 
 
 class TaskRef(StrictBody):
@@ -154,7 +158,13 @@ async def add_task(context: ToolContext, args: TaskCreate) -> Outcome:
 
 async def list_tasks(context: ToolContext, args: ListTasksArgs) -> Outcome:
     completed = {"all": None, "pending": False, "completed": True}[args.status]
-    filters = TaskFilters(completed=completed, category_id=args.category_id, q=args.q, tag=args.tag)
+    filters = TaskFilters(
+        completed=completed,
+        category_id=args.category_id,
+        q=args.q,
+        tag=args.tag,
+        parent_id=args.parent_id,
+    )
     rows, next_cursor = await tasks.list_tasks(
         context.session,
         user_id=context.user_id,
