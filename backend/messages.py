@@ -109,8 +109,9 @@ _WRITES: dict[str, tuple[str, str]] = {
     "ping_webhook": ("Ping queued", "A ping will be sent to the webhook."),
 }
 """Each write's popup on success, by operation id; `{field}` is the answer's field."""
-QUIET_WRITES = frozenset({"create_event_ticket"})
-"""Writes a frontend makes for itself, not for the person: no popup."""
+QUIET_WRITES = frozenset({"create_event_ticket", "run_batch"})
+"""Writes with no popup: a frontend makes them for itself, not for the person (a ticket),
+or one popup could not tell them (a batch's operations each answer on their own)."""
 
 
 def announces(operation: str | None) -> bool:

@@ -256,6 +256,24 @@ TAG_PUBLIC = {
     "updated_at": "2026-05-29T18:00:00Z",
     "version": 1,
 }
+BATCH_OPERATIONS = [
+    {"id": "trip", "method": "POST", "path": "/tasks", "body": {"title": "Trip"}},
+    {
+        "id": "flights",
+        "method": "POST",
+        "path": "/tasks",
+        "body": {"title": "Book flights", "parent_id": "$trip"},
+        "headers": {},
+    },
+]
+BATCH_RESULTS = [
+    {
+        "id": "trip",
+        "status": 201,
+        "headers": {"Location": f"/api/alice/tasks/{TASK_ID}", "ETag": '"1"'},
+        "body": TASK_PUBLIC,
+    }
+]
 WEBHOOK_PUBLIC = {
     "id": "0193a5f4-5e6f-7a8b-9c0d-1e2f3a4b5c6d",
     "url": "https://hooks.example.com/todo",
@@ -354,6 +372,10 @@ SCHEMA_EXAMPLES: dict[str, dict[str, Any]] = {
         "next_since": "WyJjaGFuZ2VzIixbNDIsMCwxNzgwMTM2MDAwXV0...",
         "has_more": False,
     },
+    "BatchOperation": BATCH_OPERATIONS[1],
+    "BatchRequest": {"atomic": True, "operations": BATCH_OPERATIONS},
+    "BatchOperationResult": BATCH_RESULTS[0],
+    "BatchResult": {"committed": True, "results": BATCH_RESULTS},
     "WebhookCreate": {"url": "https://hooks.example.com/todo", "events": ["task.completed"]},
     "WebhookUpdate": {"enabled": True},
     "WebhookPublic": WEBHOOK_PUBLIC,

@@ -48,6 +48,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "create_webhook": {"url": "https://hooks.example.com/matrix"},
     "update_webhook": {"events": ["task.*"]},
     "rename_tag": {"name": "Matrix tag"},
+    "run_batch": {"operations": [{"id": "read", "method": "GET", "path": "/tasks"}]},
 }
 
 NFC_USER = "jos\u00e9"
@@ -77,6 +78,8 @@ class Operation:
     returns_page: bool
     streams: bool
     """Its answer is an event stream (`text/event-stream`), not one JSON document."""
+    creates: bool = False
+    """It answers 201 with what it created."""
 
     @property
     def id_params(self) -> list[str]:
@@ -120,6 +123,7 @@ def operations(document: dict[str, Any]) -> list[Operation]:
                     body_fields=frozenset(_schema(document, body_schema).get("properties", {})),
                     returns_page=answer_ref.startswith(f"{SCHEMA_REF}Page_"),
                     streams="text/event-stream" in answer,
+                    creates="201" in operation["responses"],
                 )
             )
     return found

@@ -223,7 +223,7 @@ def test_case_22_server_owned_fields_are_refused_and_the_owner_is_the_subject(
     bobs = owned_ids(db, "bob")
     for caller, headers in headers_by.items():
         for op in BODY_OPS:
-            if op.method == "POST" and allowed(caller, op):
+            if op.creates and allowed(caller, op):
                 body = {
                     field: f"{value} by {caller}"
                     for field, value in BODIES[op.operation_id].items()
