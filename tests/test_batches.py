@@ -8,7 +8,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlmodel import Session
 
-from tests.conftest import AuthFactory, Factory, assert_invalid, history
+from backend.config import Settings
+from backend.main import create_app
+from tests.conftest import AuthFactory, Factory, assert_invalid, history, make_token
 
 
 def batch(
@@ -182,3 +184,18 @@ def test_batch_reaches_only_the_callers_own_rows(
         client.get(f"/api/bob/tasks/{bobs['id']}", headers=auth("bob")).json()["title"]
         == bobs["title"]
     )
+
+
+def test_each_operation_counts_against_the_rate_budget(settings: Settings, db: Session) -> None:
+    app = create_app(settings.model_copy(update={"rate_limit_user": "4/minute"}))
+    operations = [{"id": f"r{n}", "method": "GET", "path": "/tasks"} for n in range(4)]
+
+    with TestClient(app) as client:
+        response = client.post(
+            "/api/alice/batch",
+            json={"operations": operations, "atomic": False},
+            headers={"Authorization": f"Bearer {make_token('alice')}"},
+        )
+
+    statuses = [result["status"] for result in response.json()["results"]]
+    assert statuses == [200, 200, 200, 429]  # the batch itself was the first of four

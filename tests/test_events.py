@@ -2,6 +2,7 @@
 in order and none twice; never another user's; tickets for browsers; limits."""
 
 import contextlib
+import gc
 import logging
 import os
 import random
@@ -326,3 +327,30 @@ def test_random_disconnects_during_1000_writes_lose_nothing_and_repeat_nothing(
 
     assert [event["data"]["id"] for event in received] == written
     assert len(streams) > 10  # it did reconnect, many times
+
+
+def test_a_stream_hung_up_mid_event_is_released_without_the_garbage_collector(
+    live: tuple[FastAPI, str], base: str, streams: list[Stream]
+) -> None:
+    """A client that hangs up while events flow can leave the stream's generator parked
+    at a `yield` that nothing resumes; its subscription must end with the request, not
+    when the garbage collector finds the generator (until then it counts against the
+    caps, and the user's next streams are refused)."""
+    app, _ = live
+    gc.disable()
+    try:
+        for _ in range(5):
+            stream = _open(streams, base)
+            writer = threading.Thread(
+                target=lambda: [_create(base, "alice", f"Flowing {n}") for n in range(30)]
+            )
+            writer.start()
+            time.sleep(0.05)
+            stream.close()
+            writer.join()
+        deadline = time.monotonic() + 5
+        while app.state.broker.streams_of("alice") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert app.state.broker.streams_of("alice") == 0
+    finally:
+        gc.enable()

@@ -97,6 +97,8 @@ class Start:
     position: Position | None
     """Where the stream starts; None: the token is older than the feed keeps (a reset)."""
     lease: service.Lease
+    wake: asyncio.Event
+    """Set whenever the user's feed may have grown (the stream's subscription)."""
 
 
 async def open_stream(
@@ -108,9 +110,15 @@ async def open_stream(
         str | None,
         Header(alias="Last-Event-ID", description="The `id` of the last event received."),
     ] = None,
-) -> Start:
+) -> AsyncIterator[Start]:
     """Check what can be checked before the stream starts (a 4xx can no longer be
-    answered after), then give back the request's session and turn."""
+    answered after), then give back the request's session and turn; and hold the
+    stream's subscription for as long as the request lasts.
+
+    The subscription is this dependency's, not the stream generator's: FastAPI ends a
+    request's dependencies when the response ends, hung up or not, while a generator left
+    suspended at a `yield` by a client that hung up is only closed when the garbage
+    collector finds it, and until then would count against the caps."""
     broker: Broker = request.app.state.broker
     settings = request.app.state.settings
     if broker.streams_of(user_id) >= settings.events_max_streams_per_user:
@@ -128,14 +136,15 @@ async def open_stream(
         except SyncExpired:
             position = None
     await request_session(request.scope).end(commit=True)
-    return Start(position, request.state.lease)
+    with broker.subscribe(user_id) as wake:
+        yield Start(position, request.state.lease, wake)
 
 
 @stream_router.get("/events", response_class=EventSourceResponse)
 async def stream_events(
     request: Request,
     user_id: OwnerId,
-    start: Annotated[Start, Depends(open_stream)],
+    start: Annotated[Start, Depends(open_stream, scope="request")],
     ticket: Annotated[
         str | None, Query(description="From `POST .../events/ticket`, for `EventSource`.")
     ] = None,
@@ -156,44 +165,44 @@ async def stream_events(
     check_seconds = state.settings.events_check_seconds
     ends_at = time.monotonic() + state.settings.events_max_stream_seconds
     checked_at = time.monotonic()
-    with state.broker.subscribe(user_id) as wake:
-        yield ServerSentEvent(comment="open", retry=RETRY_MILLISECONDS)
+    wake = start.wake  # the subscription is `open_stream`'s
+    yield ServerSentEvent(comment="open", retry=RETRY_MILLISECONDS)
+    while True:
+        wake.clear()
+        changes, more = await _read(state, user_id, position)
+        for position, change in changes:
+            yield ServerSentEvent(
+                id=position.token(state.cursor_signer, user_id),
+                event="change",
+                data=ChangeEvent.model_validate(change),
+            )
+        if more:
+            continue
+        if changes:
+            again = []
+        # Wait for a reason to read again: a wake-up, a second look after one that
+        # found nothing, or (listener down) the poll; meanwhile check that the client
+        # is still there and the token still accepted.
         while True:
-            wake.clear()
-            changes, more = await _read(state, user_id, position)
-            for position, change in changes:
-                yield ServerSentEvent(
-                    id=position.token(state.cursor_signer, user_id),
-                    event="change",
-                    data=ChangeEvent.model_validate(change),
-                )
-            if more:
-                continue
-            if changes:
-                again = []
-            # Wait for a reason to read again: a wake-up, a second look after one that
-            # found nothing, or (listener down) the poll; meanwhile check that the client
-            # is still there and the token still accepted.
-            while True:
-                left = ends_at - time.monotonic()
-                if left <= 0 or state.broker.closing or await request.is_disconnected():
+            left = ends_at - time.monotonic()
+            if left <= 0 or state.broker.closing or await request.is_disconnected():
+                return
+            idle = check_seconds if state.broker.listening else POLL_SECONDS
+            woken = await _wait(wake, min(again[0] if again else idle, left))
+            if state.broker.closing:
+                return
+            if time.monotonic() - checked_at >= check_seconds:
+                if not await _still_accepted(state, start.lease):
                     return
-                idle = check_seconds if state.broker.listening else POLL_SECONDS
-                woken = await _wait(wake, min(again[0] if again else idle, left))
-                if state.broker.closing:
-                    return
-                if time.monotonic() - checked_at >= check_seconds:
-                    if not await _still_accepted(state, start.lease):
-                        return
-                    checked_at = time.monotonic()
-                if woken:
-                    again = list(SETTLE_SECONDS)
-                    break
-                if again:
-                    again.pop(0)
-                    break
-                if not state.broker.listening:
-                    break
+                checked_at = time.monotonic()
+            if woken:
+                again = list(SETTLE_SECONDS)
+                break
+            if again:
+                again.pop(0)
+                break
+            if not state.broker.listening:
+                break
 
 
 async def _wait(wake: asyncio.Event, seconds: float) -> bool:

@@ -48,6 +48,8 @@ const TASK_FIELDS: Record<string, Kind> = {
   priority: "string",
   due_at: "string|null",
   category_id: "string|null",
+  parent_id: "string|null",
+  tags: "object",
   created_at: "string",
   updated_at: "string",
   version: "number",
@@ -257,7 +259,31 @@ async function main(): Promise<void> {
     check(data.days.reduce((sum, day) => sum + day.created, 0) === total, "stats: days do not add up");
   }
 
-  console.log(`client flow passed: ${TASK_TITLES.length} tasks in ${pages} pages, completed, history, stats`);
+  // A batch: a task and its subtask in one transaction, the second naming the first's id;
+  // then the tag filter finds the subtask by a tag spelled otherwise.
+  {
+    const { data, response } = await api.POST("/api/{user_id}/batch", {
+      params: { path },
+      body: {
+        operations: [
+          { id: "trip", method: "POST", path: "/tasks", body: { title: "Trip" } },
+          { id: "flights", method: "POST", path: "/tasks", body: { title: "Flights", parent_id: "$trip", tags: ["Travel"] } },
+        ],
+      },
+    });
+    status(response, 200, "POST /batch");
+    check(data?.committed === true, `batch: committed ${data?.committed}`);
+    const [trip, flights] = data.results;
+    check(trip?.status === 201 && flights?.status === 201, "batch: statuses");
+    const child = flights.body as Task;
+    check(child.parent_id === (trip.body as Task).id, "batch: the subtask's parent");
+    const tagged = await api.GET("/api/{user_id}/tasks", { params: { path, query: { tag: ["TRAVEL"] } } });
+    status(tagged.response, 200, "GET /tasks?tag");
+    check(tagged.data?.items.length === 1 && tagged.data.items[0]?.id === child.id, "tag filter: the subtask");
+    check(JSON.stringify(tagged.data.items[0]?.tags) === '["Travel"]', "tag filter: its tags");
+  }
+
+  console.log(`client flow passed: ${TASK_TITLES.length} tasks in ${pages} pages, completed, history, stats, batch, tags`);
 
   await envelopeFlow(baseUrl, user_id, token);
 }
