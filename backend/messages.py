@@ -209,6 +209,7 @@ _RULES = {
     "parent_not_found": "{field} must be one of your tasks.",
     "parent_cycle": "{field} must not be the task itself or one of its subtasks.",
     "parent_too_deep": "{field} would nest tasks more than 5 levels deep.",
+    "batch_call_refused": "{field} must name another tool than run_batch, with an id of its own.",
     "batch_id_repeated": "{field} is already the id of an earlier operation.",
     "batch_header_refused": "{field} must not set Authorization, Idempotency-Key, Host or "
     "Content-Length (an Idempotency-Key goes on the batch).",

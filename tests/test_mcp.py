@@ -16,7 +16,7 @@ McpAs = Callable[..., McpCaller]
 TOOLS = {
     "add_task", "list_tasks", "get_task", "update_task", "complete_task", "reopen_task",
     "delete_task", "list_categories", "add_category", "task_history", "weekly_stats",
-    "list_changes", "list_tags",
+    "list_changes", "list_tags", "run_batch",
 }  # fmt: skip
 READ_ONLY = {
     "list_tasks", "get_task", "list_categories", "task_history", "weekly_stats", "list_changes",
@@ -91,6 +91,43 @@ def test_subtasks_through_tools(mcp_as: McpAs) -> None:
 
     assert [t["id"] for t in children["items"]] == [child["id"]]
     assert structured(alice("get_task", task_id=child["id"]))["completed"] is True
+
+
+def test_run_batch_is_all_or_nothing_with_references(mcp_as: McpAs, db: Session) -> None:
+    alice = mcp_as("alice")
+
+    stored = structured(
+        alice(
+            "run_batch",
+            calls=[
+                {"id": "trip", "tool": "add_task", "arguments": {"title": "Trip"}},
+                {
+                    "id": "flights",
+                    "tool": "add_task",
+                    "arguments": {"title": "Flights", "parent_id": "$trip"},
+                },
+            ],
+        )
+    )
+    refused = structured(
+        alice(
+            "run_batch",
+            calls=[
+                {"id": "a", "tool": "add_task", "arguments": {"title": "Not kept"}},
+                {"id": "b", "tool": "get_task", "arguments": {"task_id": "$a", "x": 1}},
+                {"id": "c", "tool": "add_task", "arguments": {"title": "Not run"}},
+            ],
+        )
+    )
+
+    trip, flights = (result["result"] for result in stored["results"])
+    assert stored["committed"] is True
+    assert flights["parent_id"] == trip["id"]
+    assert refused["committed"] is False
+    assert [r["ok"] for r in refused["results"]] == [True, False, False]
+    assert refused["results"][1]["result"]["code"] == "validation_error"
+    assert refused["results"][2]["result"]["status"] == 424
+    assert sorted(task.title for task in db.exec(select(Task)).all()) == ["Flights", "Trip"]
 
 
 def test_add_category_and_a_task_in_it(mcp_as: McpAs, db: Session) -> None:

@@ -176,7 +176,7 @@ def _scope(request: Request, operation: BatchOperation, reference: str | dict[st
 async def _run(
     request: Request, user_id: str, operation: BatchOperation, created: dict[str, str]
 ) -> BatchOperationResult:
-    body = _resolved(operation.body, created)
+    body = resolved(operation.body, created)
     payload = b"" if body is None else json.dumps(body).encode()
     scope = _scope(request, operation, created)
     sent = False
@@ -208,13 +208,15 @@ async def _run(
     )
 
 
-def _resolved(value: Any, created: dict[str, str]) -> Any:
+def resolved(value: Any, created: dict[str, str]) -> Any:
+    """`value` with each whole string `$<id>` replaced by what operation `<id>` created
+    (REST batches and the MCP `run_batch` tool)."""
     if isinstance(value, str) and (match := REFERENCE.match(value)):
         return created.get(match.group(1), value)
     if isinstance(value, dict):
-        return {name: _resolved(item, created) for name, item in value.items()}
+        return {name: resolved(item, created) for name, item in value.items()}
     if isinstance(value, list):
-        return [_resolved(item, created) for item in value]
+        return [resolved(item, created) for item in value]
     return value
 
 

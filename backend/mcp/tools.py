@@ -7,14 +7,16 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend import messages
 from backend.auth import Scope
+from backend.batches.routes import resolved
 from backend.categories import service as categories
 from backend.changes import service as changes
 from backend.conditions import UNCONDITIONAL, Precondition, etag_of
-from backend.errors import InvalidInput
+from backend.errors import AppError, InvalidInput, problem_body
 from backend.fields import (
     CHANGES_DEFAULT_LIMIT,
     DEFAULT_LIMIT,
@@ -27,6 +29,7 @@ from backend.fields import (
 )
 from backend.history import service as history
 from backend.models import (
+    BatchOperationId,
     CategoryCreate,
     CategoryPublic,
     ChangesPage,
@@ -46,6 +49,7 @@ from backend.stats import service as stats
 from backend.stats.routes import known_time_zones
 from backend.tags import service as tags
 from backend.tasks import service as tasks
+from backend.unit_of_work import DEFERRED
 
 Args = TypeVar("Args", bound=BaseModel)
 
@@ -289,6 +293,76 @@ async def weekly_stats(context: ToolContext, args: WeeklyStatsArgs) -> Outcome:
     )
 
 
+class ToolCall(StrictBody):
+    id: BatchOperationId
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunBatchArgs(StrictBody):
+    atomic: StrictBool = True
+    calls: Annotated[list[ToolCall], Field(min_length=1, max_length=100)]
+
+
+class ToolCallResult(BaseModel):
+    id: str
+    ok: bool
+    result: Any = Field(description="The tool's structured result, or its problem document.")
+
+
+class BatchToolResult(BaseModel):
+    committed: bool
+    results: list[ToolCallResult]
+
+
+async def run_batch(context: ToolContext, args: RunBatchArgs) -> Outcome:
+    """Tool calls in order, each as the tool alone runs; atomic: all or nothing."""
+    seen: set[str] = set()
+    for index, call in enumerate(args.calls):
+        if call.id in seen or call.tool not in TOOLS or call.tool == "run_batch":
+            raise InvalidInput(("arguments", "calls", index), "batch_call_refused")
+        seen.add(call.id)
+    session = context.session
+    if args.atomic:
+        session.info[DEFERRED] = True
+    created: dict[str, str] = {}
+    results: list[ToolCallResult] = []
+    failed: str | None = None
+    for call in args.calls:
+        if failed is not None:
+            detail = f"Not run: it depends on call {failed}, which failed."
+            problem = problem_body(424, "failed_dependency", detail)
+            results.append(ToolCallResult(id=call.id, ok=False, result=problem))
+            continue
+        tool = TOOLS[call.tool]
+        try:
+            outcome, _ = await tool.run(
+                context, tool.args.model_validate(resolved(call.arguments, created))
+            )
+        except (AppError, ValidationError) as exc:
+            results.append(ToolCallResult(id=call.id, ok=False, result=_problem(exc)))
+            failed = call.id if args.atomic else None
+            continue
+        dumped = outcome.model_dump(mode="json", by_alias=True)
+        if isinstance(dumped.get("id"), str):
+            created[call.id] = dumped["id"]
+        results.append(ToolCallResult(id=call.id, ok=True, result=dumped))
+    if args.atomic:
+        session.info.pop(DEFERRED, None)
+        await (session.rollback() if failed else session.commit())
+    answer = BatchToolResult(committed=not args.atomic or failed is None, results=results)
+    done = sum(result.ok for result in results)
+    stored = "stored" if answer.committed else "nothing stored"
+    return answer, f"{done} of {len(results)} calls succeeded; {stored}."
+
+
+def _problem(exc: AppError | ValidationError) -> dict[str, Any]:
+    if isinstance(exc, ValidationError):
+        errors = messages.validation_errors(exc.errors())
+        return problem_body(422, "validation_error", "Some arguments are not valid.", errors=errors)
+    return problem_body(exc.status, exc.code, exc.detail)
+
+
 _TOOLS: list[Tool[Any]] = [
     Tool("add_task", "Add a task (it starts open).", TaskCreate, TaskPublic, "write", add_task),
     Tool(
@@ -336,6 +410,15 @@ _TOOLS: list[Tool[Any]] = [
         "write",
         delete_task,
         destructive=True,
+    ),
+    Tool(
+        "run_batch",
+        "Run tool calls in order, all or nothing by default; `$<id>` in arguments is the id "
+        "an earlier call created.",
+        RunBatchArgs,
+        BatchToolResult,
+        "write",
+        run_batch,
     ),
     Tool(
         "list_tags",
