@@ -18,13 +18,13 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Executable
-from sqlalchemy.orm import Session
+from sqlalchemy import Executable, event
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.changes.service import append_changes
-from backend.db import utcnow
+from backend.db import ScopedSession, utcnow
 from backend.deliveries.service import Event, enqueue
 from backend.events.broker import CHANGED
 from backend.fields import ChangeEntity, ChangeOp, HistoryAction
@@ -34,6 +34,17 @@ from backend.models import CategoryPublic, TaskPublic
 DEFERRED = "unit_of_work.deferred"
 """Key in `Session.info`: the request commits this session's write itself, with the
 answer it stores for its `Idempotency-Key` (`idempotency.guard.CommitWithAnswer`)."""
+
+
+NUMBERS_TAKEN = "unit_of_work.numbers_taken"
+"""Key in `Session.info`: the feed numbers the transaction's writes took so far (a batch
+runs many in one transaction)."""
+
+
+@event.listens_for(ScopedSession, "after_transaction_end")
+def _forget_numbers(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(NUMBERS_TAKEN, None)
 
 
 @dataclass(slots=True)
@@ -94,8 +105,10 @@ class UnitOfWork:
             if connection.execute(each.statement, each.params).rowcount == 0 and each.guarded:
                 raise StaleDataError("the row is no longer at the version it was read at")
         insert_entries(connection, self._entries)
-        if append_changes(connection, self.user_id, self._changes, self.at):
-            enqueue(connection, self.user_id, self._events, self.at)
+        taken = sync_session.info.get(NUMBERS_TAKEN, 0)
+        if append_changes(connection, self.user_id, self._changes, self.at, taken=taken):
+            enqueue(connection, self.user_id, self._events, self.at, taken=taken)
+        sync_session.info[NUMBERS_TAKEN] = taken + max(len(self._changes), len(self._events))
         if self._changes:
             sync_session.info[CHANGED] = self.user_id  # wakes the user's streams (SQLite)
         if DEFERRED not in sync_session.info:

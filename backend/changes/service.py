@@ -135,14 +135,19 @@ def append_changes(
     user_id: str,
     changes: dict[tuple[ChangeEntity, UUID], tuple[ChangeOp, int]],
     at: datetime,
+    *,
+    taken: int = 0,
 ) -> bool:
     """Number `changes` ((entity, id): (op, version)) and store them, in one statement, from
     inside a write's transaction (`UnitOfWork`); whether one of the user's webhooks is
-    enabled, so that a write of a user without any makes no round trip for them."""
+    enabled, so that a write of a user without any makes no round trip for them.
+
+    `taken`: the numbers earlier writes of the same transaction took (a batch's share
+    one transaction id on PostgreSQL; SQLite's counter already moved past them)."""
     if not changes:
         return False
     dialect = connection.dialect.name
-    before = 0
+    before = taken
     if dialect == "sqlite":
         before = connection.execute(_NUMBER, {OWNER: user_id, "count": len(changes)}).scalar_one()
     rows = [
@@ -151,7 +156,7 @@ def append_changes(
             OWNER: user_id,
             "entity": entity,
             "entity_id": entity_id,
-            "n": n,
+            "n": n if dialect == "sqlite" else before + n,
             "before": before,
             "op": op,
             "version": version,

@@ -98,16 +98,19 @@ _ENQUEUE = {dialect: _enqueue(dialect, *_SUBSCRIBED) for dialect in ("postgresql
 _PING = {dialect: _enqueue(dialect, _h.id == bindparam("webhook")) for dialect in _ENQUEUE}
 
 
-def enqueue(connection: Connection, user_id: str, events: list[Event], at: datetime) -> None:
+def enqueue(
+    connection: Connection, user_id: str, events: list[Event], at: datetime, *, taken: int = 0
+) -> None:
     """A delivery of each event to each webhook of `user_id` subscribed to it, in one
-    statement, from inside a write's transaction (`UnitOfWork`)."""
+    statement, from inside a write's transaction (`UnitOfWork`); numbered after the
+    `taken` numbers of earlier writes of the transaction, as the feed is."""
     if not events:
         return
     rows = [
         {
             OWNER: user_id,
             "bit": WEBHOOK_EVENTS[event.type],
-            "n": n,
+            "n": taken + n,
             "id": uuid7(),
             "type": event.type,
             "body": Message(type=event.type, timestamp=at, data=event.data).model_dump_json(),
