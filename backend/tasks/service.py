@@ -158,7 +158,8 @@ async def list_tasks(
     params = dict(chosen)
     if filters.tag:
         keys = sorted({name_key(name) for name in filters.tag})
-        chosen[f"tag_{filters.tag_mode}"] = None
+        # One tag: "all" is "any", whose plan may start from the tag's links.
+        chosen["tag_any" if len(keys) == 1 else f"tag_{filters.tag_mode}"] = None
         params |= {"tag_keys": keys, "tag_count": len(keys)}
     listings = TABLE_LISTINGS if filters.q is None else SEARCH_LISTINGS
     return await fetch_page(
