@@ -148,6 +148,7 @@ async function main(): Promise<void> {
         title,
         priority: index === 0 ? ("high" as const) : ("none" as const),
         category_id: index < 2 ? category.id : null,
+        tags: index === 0 ? ["Errands"] : [],
       },
     };
     const { data, response } = await api.POST("/api/{user_id}/tasks", request);
@@ -265,6 +266,7 @@ async function main(): Promise<void> {
     const { data, response } = await api.POST("/api/{user_id}/batch", {
       params: { path },
       body: {
+        atomic: true,
         operations: [
           { id: "trip", method: "POST", path: "/tasks", body: { title: "Trip" } },
           { id: "flights", method: "POST", path: "/tasks", body: { title: "Flights", parent_id: "$trip", tags: ["Travel"] } },
@@ -304,7 +306,7 @@ async function envelopeFlow(baseUrl: string, user_id: string, token: string): Pr
   const task_id = await (async () => {
     const { data, response } = await api.POST("/api/{user_id}/tasks", {
       params: { path: { user_id } },
-      body: { title, priority: "none" },
+      body: { title, priority: "none", tags: [] },
     });
     status(response, 201, "envelope: POST /tasks");
     envelope(data, response, true, "success", "envelope: created task");
