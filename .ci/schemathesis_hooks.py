@@ -20,15 +20,30 @@ TIME_ZONES = sorted(available_timezones())
 # because it depends on server state or the clock, which no schema can say: `cursor` is
 # opaque and signed by the server; `tz` is checked against the installed tzdata (an enum
 # would tie specs/openapi.json to tzdata releases); a token's `expires_at` must be in the
-# future; a task's `category_id` must name one of the caller's categories; an
-# Idempotency-Key may not be reused for a different request.
+# future; a task's `category_id` must name one of the caller's categories, its
+# `parent_id` one of the caller's tasks, not itself nor below itself, 5 deep at most; a
+# user has at most 1,000 tags; an Idempotency-Key may not be reused for a different
+# request; a webhook's URL must be https and public unless the server allows its host, and
+# fit its column once normalised (punycode, percent-encoding); a batch's operations must
+# name routes of the API and earlier operations, once each.
 STATEFUL_422_TYPES = frozenset(
     {
         "cursor_invalid",
         "tz_unknown",
         "expires_in_past",
         "category_not_found",
+        "parent_not_found",
+        "parent_cycle",
+        "parent_too_deep",
+        "tags_too_many",
         "idempotency_key_reused",
+        "webhook_url_not_https",
+        "webhook_url_not_public",
+        "webhook_url_too_long",
+        "batch_id_repeated",
+        "batch_header_refused",
+        "batch_reference_unknown",
+        "batch_path_unknown",
     }
 )
 

@@ -59,6 +59,9 @@ _DATE_START = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]")
 # Control characters, as JSON Schema patterns, so that generated clients know the rule too.
 _NO_CONTROLS = r"^[^\x00-\x1f\x7f-\x9f]*$"
 _NO_CONTROLS_BUT_WHITESPACE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+_NOT_BLANK = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+"""A character that is neither a control nor what `str.strip` removes."""
+_NO_CONTROLS_NOT_BLANK = rf"^[^\x00-\x1f\x7f-\x9f]*{_NOT_BLANK}[^\x00-\x1f\x7f-\x9f]*$"
 
 
 Text = Annotated[
@@ -109,7 +112,9 @@ TagName = Annotated[
     *_TRIMMED_LINE,
     StringConstraints(min_length=1, max_length=50),
     AfterValidator(_keyable),
-    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 50, "pattern": _NO_CONTROLS}),
+    WithJsonSchema(
+        {"type": "string", "minLength": 1, "maxLength": 50, "pattern": _NO_CONTROLS_NOT_BLANK}
+    ),
 ]
 MAX_TAGS_PER_TASK = 20
 TaskTags = Annotated[

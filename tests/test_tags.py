@@ -214,3 +214,15 @@ def test_tags_never_cross_users(client: TestClient, auth: AuthFactory, make_task
         t["title"]
         for t in client.get("/api/bob/tasks?tag=shared", headers=auth("bob")).json()["items"]
     ] == [bobs["title"]]
+
+
+def test_tags_list_pages_by_key(client: TestClient, auth: AuthFactory, make_task: Factory) -> None:
+    make_task(tags=["b", "A", "c"])
+
+    first = client.get("/api/alice/tags?limit=2", headers=auth()).json()
+    rest = client.get(
+        f"/api/alice/tags?limit=2&cursor={first['next_cursor']}", headers=auth()
+    ).json()
+
+    assert [t["name"] for t in first["items"] + rest["items"]] == ["A", "b", "c"]
+    assert rest["next_cursor"] is None

@@ -37,9 +37,10 @@ _ROWS = OwnedTable(Tag)
 BY_NAME = Keyset(
     name="name", column=_TAGS.c.name_key, tiebreak=_TAGS.c.id, adapter=TypeAdapter(str)
 )
-_LISTED = select(*(_TAGS.c[name] for name in TagPublic.model_fields)).where(
+_LISTED = select(*(_TAGS.c[name] for name in TagPublic.model_fields), _TAGS.c.name_key).where(
     owned_by(_TAGS.c.user_id)
 )
+"""With `name_key`, the page's order (`BY_NAME`), from which the next cursor is made."""
 _KNOWN = select(_TAGS.c.name_key, _TAGS.c.name).where(
     owned_by(_TAGS.c.user_id), _TAGS.c.name_key.in_(bindparam("keys", expanding=True))
 )
