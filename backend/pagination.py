@@ -13,7 +13,7 @@ from uuid import UUID
 
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import AwareDatetime, BaseModel, TypeAdapter, ValidationError
 from sqlalchemy import ColumnClause, ColumnElement, and_, bindparam, or_, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql import Select
@@ -105,9 +105,12 @@ class ListQuery(Generic[QueryModel]):
         self.model = model
         self.openapi = query_parameters(model)
         self._repeated = frozenset(
-            name
-            for name, parameter in zip(model.model_fields, self.openapi["parameters"], strict=True)
-            if "array" in str(parameter["schema"])
+            parameter["name"]
+            for parameter in self.openapi["parameters"]
+            if any(
+                option.get("type") == "array"
+                for option in [parameter["schema"], *parameter["schema"].get("anyOf", [])]
+            )
         )
         """The fields given by repeating their parameter (`?tag=a&tag=b`)."""
 
@@ -126,6 +129,17 @@ class ListQuery(Generic[QueryModel]):
                 [{**error, "loc": ("query", *error["loc"])} for error in errors]
             ) from None
         return PageRequest(query, request.app.state.cursor_signer)
+
+
+def newest_first(table: Any) -> "Keyset":
+    """`table`'s rows newest first (`created_at`, ties by `id`)."""
+    return Keyset(
+        name="-created_at",
+        column=table.c.created_at,
+        tiebreak=table.c.id,
+        adapter=TypeAdapter(AwareDatetime),
+        descending=True,
+    )
 
 
 PAGE = ListQuery(PageQuery)

@@ -147,16 +147,17 @@ def append_changes(
     if not changes:
         return False
     dialect = connection.dialect.name
-    before = taken
-    if dialect == "sqlite":
+    before, offset = 0, taken  # PostgreSQL: after the transaction's earlier writes
+    if dialect == "sqlite":  # after the user's counter, which moved past them already
         before = connection.execute(_NUMBER, {OWNER: user_id, "count": len(changes)}).scalar_one()
+        offset = 0
     rows = [
         {
             "user_id": user_id,
             OWNER: user_id,
             "entity": entity,
             "entity_id": entity_id,
-            "n": n if dialect == "sqlite" else before + n,
+            "n": offset + n,
             "before": before,
             "op": op,
             "version": version,

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, TypeAdapter
+from pydantic import AwareDatetime, BaseModel
 from sqlalchemy import (
     Connection,
     String,
@@ -37,7 +37,7 @@ from backend.db import UTCDateTime
 from backend.fields import WEBHOOK_EVENTS
 from backend.models import CategoryPublic, TaskPublic, Webhook, WebhookDelivery
 from backend.owned import OWNER, owned_by
-from backend.pagination import Keyset, PageRequest, Record, fetch_page
+from backend.pagination import PageRequest, Record, fetch_page, newest_first
 
 PING = "webhook.ping"
 
@@ -143,13 +143,7 @@ def ping_statement(dialect: str) -> Any:
 
 # The caller's view ---------------------------------------------------------------------
 
-NEWEST_FIRST = Keyset(
-    name="-created_at",
-    column=WebhookDelivery.created_at,  # type: ignore[arg-type]
-    tiebreak=WebhookDelivery.id,  # type: ignore[arg-type]
-    adapter=TypeAdapter(AwareDatetime),
-    descending=True,
-)
+NEWEST_FIRST = newest_first(WebhookDelivery.__table__)  # type: ignore[attr-defined]
 _LISTED: Select[Any] = select(WebhookDelivery).where(
     owned_by(WebhookDelivery.user_id),
     _d.webhook_id == bindparam("webhook"),

@@ -57,8 +57,11 @@ def _above() -> Any:
 
 
 _BELOW = _below()
-_SUBTREE = select(func.coalesce(func.max(_BELOW.c.depth), 0))
-_CYCLE = select(func.count()).where(_BELOW.c.id == bindparam("parent"))
+_SUBTREE = select(
+    func.coalesce(func.max(_BELOW.c.depth), 0),
+    func.count().filter(_BELOW.c.id == bindparam("parent")),
+)
+"""How deep the task's subtree goes under it, and whether the parent is in it."""
 _ABOVE = _above()
 _DEPTH = select(func.count(), func.max(_ABOVE.c.depth))
 _PUBLIC = [_t[name] for name in TaskPublic.model_fields]
@@ -85,9 +88,10 @@ async def check_parent(
         raise InvalidInput(("body", "parent_id"), "parent_not_found")
     height = 1
     if task_id is not None:
-        if parent_id == task_id or (await read_rows(session, _CYCLE, params))[1][0][0]:
+        _, ((below, inside),) = await read_rows(session, _SUBTREE, params)
+        if parent_id == task_id or inside:
             raise InvalidInput(("body", "parent_id"), "parent_cycle")
-        height += (await read_rows(session, _SUBTREE, params))[1][0][0]
+        height += below
     if depth + height > MAX_DEPTH:
         raise InvalidInput(("body", "parent_id"), "parent_too_deep")
 

@@ -5,7 +5,6 @@ import secrets
 from datetime import timedelta
 from uuid import UUID
 
-from pydantic import AwareDatetime, TypeAdapter
 from sqlalchemy import bindparam, func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -17,7 +16,7 @@ from backend.errors import Conflict, InvalidInput, InvalidToken, NotFound
 from backend.fields import TokenScope
 from backend.models import PageQuery, PersonalToken, TokenCreate, TokenCreated
 from backend.owned import OWNER, ROW_ID, OwnedTable, owned_by
-from backend.pagination import Keyset, PageRequest, Record, fetch_page
+from backend.pagination import PageRequest, Record, fetch_page, newest_first
 from backend.unit_of_work import UnitOfWork
 
 PAT_PREFIX = "todo_pat_"
@@ -31,13 +30,7 @@ GRANTS: dict[TokenScope, frozenset[Scope]] = {
     TokenScope.write: frozenset({"read", "write"}),
 }
 
-NEWEST_FIRST = Keyset(
-    name="-created_at",
-    column=PersonalToken.created_at,  # type: ignore[arg-type]
-    tiebreak=PersonalToken.id,  # type: ignore[arg-type]
-    adapter=TypeAdapter(AwareDatetime),
-    descending=True,
-)
+NEWEST_FIRST = newest_first(PersonalToken.__table__)  # type: ignore[attr-defined]
 
 
 def token_digest(token: str) -> str:

@@ -10,7 +10,7 @@ from ipaddress import ip_address
 from typing import Any, TypeVar
 from uuid import UUID
 
-from pydantic import AwareDatetime, HttpUrl, TypeAdapter
+from pydantic import HttpUrl
 from sqlalchemy import func
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -30,7 +30,7 @@ from backend.models import (
     WebhookPublic,
 )
 from backend.owned import OWNER, OwnedTable, owned_by
-from backend.pagination import Keyset, PageRequest, Record, fetch_page
+from backend.pagination import PageRequest, Record, fetch_page, newest_first
 from backend.unit_of_work import UnitOfWork
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the format, not a secret)
@@ -43,14 +43,10 @@ ROTATION_OVERLAP = timedelta(hours=24)
 
 _ROWS = OwnedTable(Webhook)
 _COUNT = select(func.count()).where(owned_by(Webhook.user_id))
+_ROTATE = _ROWS.update.values(previous_secret=_ROWS.table.c.secret)
+"""The secret replaced, the one it replaces kept (SQL sets from the row as it was)."""
 _LISTED = select(Webhook).where(owned_by(Webhook.user_id))
-NEWEST_FIRST = Keyset(
-    name="-created_at",
-    column=Webhook.created_at,  # type: ignore[arg-type]
-    tiebreak=Webhook.id,  # type: ignore[arg-type]
-    adapter=TypeAdapter(AwareDatetime),
-    descending=True,
-)
+NEWEST_FIRST = newest_first(Webhook.__table__)  # type: ignore[attr-defined]
 
 
 def new_secret() -> str:
@@ -173,20 +169,17 @@ async def rotate_webhook_secret(
     """A new secret, shown this once; the old one still signs for `ROTATION_OVERLAP`."""
 
     async def change(webhook: WebhookPublic) -> WebhookCreated:
-        row = await _ROWS.get(session, owner=user_id, row_id=webhook_id, for_update=True)
-        assert row is not None  # read locked just now
         work = UnitOfWork(user_id)
-        updates = {
-            "secret": new_secret(),
-            "previous_secret": row["secret"],
+        secret = new_secret()
+        updates = {"updated_at": work.at, "version": webhook.version + 1}
+        values = updates | {
+            "secret": secret,
             "previous_secret_until": work.at + ROTATION_OVERLAP,
-            "updated_at": work.at,
-            "version": webhook.version + 1,
         }
-        params = _ROWS.params(user_id, webhook_id, read_version=webhook.version, values=updates)
-        work.execute(_ROWS.update, params, guarded=True)
+        params = _ROWS.params(user_id, webhook_id, read_version=webhook.version, values=values)
+        work.execute(_ROTATE, params, guarded=True)
         await work.commit(session)
-        return WebhookCreated.model_validate(row | updates)
+        return WebhookCreated(**webhook.model_copy(update=updates).model_dump(), secret=secret)
 
     return await _change(session, user_id, webhook_id, change, UNCONDITIONAL)
 
