@@ -6,7 +6,7 @@ and its JSON Schema, so that generated clients know the rule too.
 
 import re
 import unicodedata
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     Field,
     StringConstraints,
+    TypeAdapter,
     WithJsonSchema,
 )
 from sqlalchemy import SmallInteger
@@ -151,8 +152,34 @@ SearchText = Annotated[
 ]
 
 
-ChangeEntity = Literal["task", "category"]
-"""What the change feed tracks."""
+_TIME_PART = r"(\d+H(\d+M)?(\d+S)?|\d+M(\d+S)?|\d+S)"
+_OFFSET = rf"^P((\d+W(\d+D)?|\d+D)(T{_TIME_PART})?|T{_TIME_PART})$"
+_OFFSETS: TypeAdapter[timedelta] = TypeAdapter(timedelta)
+MAX_REMINDER_OFFSET = timedelta(days=366)
+
+
+def reminder_offset(before: str) -> timedelta:
+    """How long before its task's due time a reminder falls (`PT15M`: 15 minutes)."""
+    return _OFFSETS.validate_python(before)
+
+
+def _within_a_year(before: str) -> str:
+    if reminder_offset(before) > MAX_REMINDER_OFFSET:
+        raise ValueError("must be at most a year (P366D)")
+    return before
+
+
+ReminderOffset = Annotated[
+    str,
+    StringConstraints(pattern=_OFFSET, max_length=40),
+    AfterValidator(_within_a_year),
+    Field(description="An ISO 8601 duration in weeks, days, hours, minutes, seconds: `PT15M`."),
+]
+MAX_REMINDERS = 5
+
+
+ChangeEntity = Literal["task", "category", "reminder"]
+"""What the change feed tracks (a reminder: once it fired)."""
 ChangeOp = Literal["upsert", "delete"]
 
 
@@ -186,6 +213,8 @@ class HistoryAction(StrEnum):
     completed = "completed"
     reopened = "reopened"
     deleted = "deleted"
+    rescheduled = "rescheduled"
+    """A recurring task moved on to its next occurrence."""
 
 
 WEBHOOK_EVENTS = {
@@ -194,6 +223,8 @@ WEBHOOK_EVENTS = {
     "task.completed": 1 << 2,
     "task.reopened": 1 << 3,
     "task.deleted": 1 << 4,
+    "task.rescheduled": 1 << 5,
+    "task.reminder": 1 << 6,
     "task.*": 0xFFFF,
     "category.created": 1 << 16,
     "category.updated": 1 << 17,
@@ -211,6 +242,8 @@ WebhookEventName = Literal[
     "task.completed",
     "task.reopened",
     "task.deleted",
+    "task.rescheduled",
+    "task.reminder",
     "task.*",
     "category.created",
     "category.updated",

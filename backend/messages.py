@@ -215,6 +215,8 @@ _RULES = {
     "Content-Length (an Idempotency-Key goes on the batch).",
     "batch_reference_unknown": "{field} names an operation that does not come earlier.",
     "batch_path_unknown": "{field} must be one of your routes (not a batch nor an event stream).",
+    "recurrence_needs_due_at": "{field} is needed by a recurrence and by reminders set before it.",
+    "recurrence_ended": "{field} has no occurrence to come from due_at on.",
     "tags_too_many": "{field} would make more than 1,000 tags: delete some first.",
     "webhook_url_not_https": "{field} must start with https://.",
     "webhook_url_too_long": "{field} must be at most 2083 characters.",

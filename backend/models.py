@@ -4,7 +4,14 @@ from datetime import date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, HttpUrl, StrictBool, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    HttpUrl,
+    StrictBool,
+    StringConstraints,
+)
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -23,7 +30,9 @@ from uuid6 import uuid7
 from backend.db import UTCDateTime
 from backend.fields import (
     DEFAULT_LIMIT,
+    MAX_REMINDERS,
     MAX_TAGS_PER_TASK,
+    WEBHOOK_EVENTS,
     TITLE_MAX_LENGTH,
     CategoryName,
     ChangeEntity,
@@ -37,6 +46,7 @@ from backend.fields import (
     PageLimit,
     Priority,
     PriorityType,
+    ReminderOffset,
     SearchText,
     TagName,
     TaskTags,
@@ -45,6 +55,7 @@ from backend.fields import (
     TokenScope,
     WebhookEventName,
 )
+from backend.recurrence.rules import RULE_MAX_LENGTH, check_rule, check_zone
 
 USER_ID_MAX = 255
 T = TypeVar("T")
@@ -144,6 +155,74 @@ class CategoryPublic(Public):
     version: int
 
 
+# How a task recurs: an RFC 5545 rule on the wall clock of an IANA zone (decision 35).
+class Recurrence(BaseModel):
+    model_config = ConfigDict(extra="forbid", serialize_by_alias=True)
+
+    rule: Annotated[
+        str, StringConstraints(max_length=RULE_MAX_LENGTH), AfterValidator(check_rule)
+    ] = Field(
+        description="FREQ (DAILY, WEEKLY, MONTHLY, YEARLY), INTERVAL, BYDAY (ordinals "
+        "when MONTHLY or YEARLY: `-1FR`), BYMONTHDAY (`-1`: the last day), BYMONTH, and "
+        "COUNT or UNTIL (UTC: `20271231T235959Z`), such as `FREQ=WEEKLY;BYDAY=MO`.",
+    )
+    tz: Annotated[str, AfterValidator(check_zone)] = Field(
+        description="The IANA zone whose wall clock the rule follows, such as `Europe/Paris`."
+    )
+    from_: Literal["due", "completion"] = Field(
+        "due",
+        alias="from",
+        description="Whether the next occurrence follows the current one's due time, or "
+        "its completion.",
+    )
+
+
+# A task's recurrence as stored: the rule, and where its series stands (not shown).
+class TaskRecurrence(Recurrence):
+    model_config = ConfigDict(extra="ignore")
+
+    anchor: str | None = Field(None, exclude=True)
+    """The current occurrence as a wall-clock time in `tz` (`recurrence.rules`)."""
+    left: int | None = Field(None, exclude=True)
+    """How many occurrences remain, the current one included (`COUNT`); None: no count."""
+
+
+# One occurrence of a recurring task: its instant, and its wall-clock time in the zone.
+class Occurrence(BaseModel):
+    at: datetime = Field(description="RFC 3339, UTC.")
+    local: str = Field(description="`YYYY-MM-DDTHH:MM:SS` in the rule's zone, no offset.")
+
+
+# The query string of a task's occurrences.
+class OccurrencesQuery(BaseModel):
+    limit: int = Field(10, ge=1, le=50, description="How many occurrences.")
+
+
+# A reminder some time before the task's due time.
+class ReminderBefore(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    before: ReminderOffset
+
+
+# A reminder at a fixed instant.
+class ReminderAt(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at: Instant
+
+
+Reminder = ReminderBefore | ReminderAt
+TaskReminders = Annotated[
+    list[Reminder],
+    Field(
+        max_length=MAX_REMINDERS,
+        description='When to remind: `{"before": "PT15M"}` (before `due_at`) or '
+        '`{"at": "<instant>"}`; each fires once, through the event stream and webhooks.',
+    ),
+]
+
+
 # Fields of a task that a client sets.
 class TaskBase(SQLModel):
     title: Title
@@ -204,6 +283,56 @@ class Task(TaskBase, Versioned, table=True):
     )
     """The names of its tags as shown (`fields.by_name`), kept with the row so that a read
     needs no join; `task_tags` links the same tags for filters, renames and deletions."""
+    recurrence: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    """A `TaskRecurrence`, with where its series stands."""
+    reminders: list[dict[str, Any]] = Field(
+        default_factory=list,
+        sa_type=JSON,
+        nullable=False,
+        sa_column_kwargs={"server_default": text("'[]'")},
+    )
+    """As set; `reminders` holds when each falls and whether it fired."""
+
+
+# When a task's reminder falls: pending until the worker fires it, which the feed tells.
+class ScheduledReminder(SQLModel, table=True):
+    __tablename__ = "reminders"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["user_id", "task_id"],
+            ["tasks.user_id", "tasks.id"],
+            name="fk_reminders_task",
+            ondelete="CASCADE",
+        ),
+        Index("ix_reminders_user_task", "user_id", "task_id"),
+        # Not owner-first: the worker looks across users for what is due.
+        Index(
+            "ix_reminders_due",
+            "fire_at",
+            postgresql_where=text("fired_at IS NULL"),
+            sqlite_where=text("fired_at IS NULL"),
+        ),
+    )
+
+    user_id: str = _owner_key()
+    id: UUID = Field(default_factory=uuid7, primary_key=True)
+    task_id: UUID
+    fire_at: datetime = _timestamp()
+    fired_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    title: str | None = Field(default=None, max_length=TITLE_MAX_LENGTH)
+    """The task's title when it fired."""
+    due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """The task's due time when it fired."""
+
+
+# A reminder that fired, as the feed, the event stream and `task.reminder` webhooks show it.
+class ReminderPublic(Public):
+    id: UUID
+    task_id: UUID
+    title: str
+    due_at: datetime | None
+    fire_at: datetime
+    fired_at: datetime
 
 
 # A label of the user's tasks; its name is unique per user (NFKC, case folded).
@@ -262,12 +391,16 @@ POSTGRES_ONLY_INDEXES = frozenset({"ix_tasks_search", "ix_tasks_user_due_desc"})
 # Body of POST on tasks.
 class TaskCreate(TaskBase, StrictBody):
     tags: TaskTags = []
+    recurrence: Recurrence | None = Field(None, description="Needs `due_at`.")
+    reminders: TaskReminders = []
 
 
 # Body of PUT on a task: every client-settable field, absent ones back to their defaults.
 class TaskReplace(TaskBase, StrictBody):
     completed: StrictBool = False
     tags: TaskTags = []
+    recurrence: Recurrence | None = Field(None, description="Needs `due_at`.")
+    reminders: TaskReminders = []
 
 
 # Body of PATCH on a task: only the fields present change.
@@ -281,6 +414,8 @@ class TaskUpdate(StrictBody):
     parent_id: UUID | None = None
     completed: StrictBool = None  # type: ignore[assignment]
     tags: TaskTags = None  # type: ignore[assignment]
+    recurrence: Recurrence | None = None
+    reminders: TaskReminders = None  # type: ignore[assignment]
 
 
 # A task as the API returns it.
@@ -295,6 +430,8 @@ class TaskPublic(Public):
     completed: bool
     completed_at: datetime | None
     tags: list[str]
+    recurrence: TaskRecurrence | None
+    reminders: list[Reminder]
     created_at: datetime
     updated_at: datetime
     version: int
@@ -448,9 +585,20 @@ class CategoryChange(BaseModel):
     data: CategoryPublic | None
 
 
+# A reminder in the change feed, once it fired; null once its task is deleted.
+class ReminderChange(BaseModel):
+    entity: Literal["reminder"]
+    id: UUID
+    op: ChangeOp
+    version: int
+    data: ReminderPublic | None
+
+
 # One page of the change feed; pass `next_since` back as `since` for what follows.
 class ChangesPage(BaseModel):
-    changes: list[Annotated[TaskChange | CategoryChange, Field(discriminator="entity")]]
+    changes: list[
+        Annotated[TaskChange | CategoryChange | ReminderChange, Field(discriminator="entity")]
+    ]
     next_since: str
     has_more: bool
 
@@ -600,7 +748,11 @@ class WebhookDelivery(SQLModel, table=True):
 
 WebhookEvents = Annotated[
     list[WebhookEventName],
-    Field(min_length=1, max_length=11, description="What to deliver; `*` is every event."),
+    Field(
+        min_length=1,
+        max_length=len(WEBHOOK_EVENTS),
+        description="What to deliver; `*` is every event.",
+    ),
 ]
 
 

@@ -218,7 +218,19 @@ TASK_CREATE = {
     "category_id": None,
     "parent_id": None,
     "tags": ["groceries", "Urgent"],
+    "recurrence": None,
+    "reminders": [{"before": "PT30M"}],
 }
+RECURRENCE = {"rule": "FREQ=WEEKLY;BYDAY=MO", "tz": "Europe/Paris", "from": "due"}
+REMINDER_PUBLIC = {
+    "id": "0193a5f5-3c4d-7e5f-8a6b-7c8d9e0f1a2b",
+    "task_id": TASK_ID,
+    "title": "Buy milk",
+    "due_at": "2026-06-01T15:00:00Z",
+    "fire_at": "2026-06-01T14:30:00Z",
+    "fired_at": "2026-06-01T14:30:01Z",
+}
+OCCURRENCE = {"at": "2026-06-01T07:00:00Z", "local": "2026-06-01T09:00:00"}
 TASK_PUBLIC = TASK_CREATE | {
     "id": TASK_ID,
     "due_at": "2026-06-01T15:00:00Z",
@@ -301,6 +313,20 @@ SCHEMA_EXAMPLES: dict[str, dict[str, Any]] = {
     "TaskReplace": TASK_CREATE | {"completed": False},
     "TaskUpdate": {"priority": "medium", "completed": True},
     "TaskPublic": TASK_PUBLIC,
+    "Recurrence": RECURRENCE,
+    "TaskRecurrence": RECURRENCE,
+    "ReminderBefore": {"before": "PT15M"},
+    "ReminderAt": {"at": "2026-06-01T07:00:00Z"},
+    "ReminderPublic": REMINDER_PUBLIC,
+    "ReminderChange": {
+        "entity": "reminder",
+        "id": REMINDER_PUBLIC["id"],
+        "op": "upsert",
+        "version": 1,
+        "data": REMINDER_PUBLIC,
+    },
+    "Occurrence": OCCURRENCE,
+    "Page_Occurrence_": {"items": [OCCURRENCE], "next_cursor": None},
     "Popup": POPUP,
     "TicketPublic": {
         "ticket": "todo_evt_mF4dZ2vYbq0cNw8RkT1sXa7LhUe3Jo9GiP6VyCn5BtQ",

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Executable, event
+from sqlalchemy import Connection, Executable, event
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -29,7 +29,7 @@ from backend.deliveries.service import Event, enqueue
 from backend.events.broker import CHANGED
 from backend.fields import ChangeEntity, ChangeOp, HistoryAction
 from backend.history.service import entry, insert_entries
-from backend.models import CategoryPublic, TaskPublic
+from backend.models import CategoryPublic, ReminderPublic, TaskPublic
 
 DEFERRED = "unit_of_work.deferred"
 """Key in `Session.info`: the request commits this session's write itself, with the
@@ -93,23 +93,33 @@ class UnitOfWork:
         self._changes[(entity, row.id)] = ("delete" if deleted else "upsert", row.version)
         self._events.append(Event(f"{entity}.{action}", {"id": str(row.id)} if deleted else row))
 
+    def reminded(self, reminder: ReminderPublic) -> None:
+        """`reminder` fired: the change feed (and with it the event streams) learns it,
+        and the webhooks subscribed to `task.reminder` get it."""
+        self._changes[("reminder", reminder.id)] = ("upsert", 1)
+        self._events.append(Event("task.reminder", reminder))
+
     async def commit(self, session: AsyncSession) -> None:
         """Everything collected, then `COMMIT`, in one call into the sync session; without
         the `COMMIT` where the request commits the write with its answer (`DEFERRED`)."""
         await session.run_sync(self._commit)
 
     def _commit(self, sync_session: Session) -> None:
-        connection = sync_session.connection()
+        taken = sync_session.info.get(NUMBERS_TAKEN, 0)
+        sync_session.info[NUMBERS_TAKEN] = self.write(sync_session.connection(), taken=taken)
+        if self._changes:
+            sync_session.info[CHANGED] = self.user_id  # wakes the user's streams (SQLite)
+        if DEFERRED not in sync_session.info:
+            sync_session.commit()
+
+    def write(self, connection: Connection, *, taken: int = 0) -> int:
+        """Everything collected, inside the transaction of `connection`, after the `taken`
+        feed numbers of its earlier writes; the numbers taken with these."""
         for each in self._statements:
             # An INSERT's row count reads -1 on psycopg: only a guarded 0 means stale.
             if connection.execute(each.statement, each.params).rowcount == 0 and each.guarded:
                 raise StaleDataError("the row is no longer at the version it was read at")
         insert_entries(connection, self._entries)
-        taken = sync_session.info.get(NUMBERS_TAKEN, 0)
         if append_changes(connection, self.user_id, self._changes, self.at, taken=taken):
             enqueue(connection, self.user_id, self._events, self.at, taken=taken)
-        sync_session.info[NUMBERS_TAKEN] = taken + max(len(self._changes), len(self._events))
-        if self._changes:
-            sync_session.info[CHANGED] = self.user_id  # wakes the user's streams (SQLite)
-        if DEFERRED not in sync_session.info:
-            sync_session.commit()
+        return taken + max(len(self._changes), len(self._events))

@@ -1,12 +1,13 @@
-"""`todo-api worker`: what runs outside requests. Webhook deliveries from the outbox, and
-pruning what is no longer kept (change-feed deletions, idempotency keys, event tickets,
-finished deliveries). Several workers may run at once, on several hosts: a delivery is
+"""`todo-api worker`: what runs outside requests. Reminders that fall due (each fired
+once: `reminders.service`), webhook deliveries from the outbox, and pruning what is no
+longer kept (change-feed deletions, idempotency keys, event tickets, finished
+deliveries, fired reminders). Several workers may run at once, on several hosts: a delivery is
 claimed with a lease, so none is sent twice at once, and one whose worker died is sent
 again, with the same `webhook-id`, once its lease ends (decision 33).
 
 It wakes at each change's commit (PostgreSQL: `NOTIFY`, as event streams do; SQLite,
 inside `todo-api serve --with-worker`: the app's broker) and at least every
-`WORKER_POLL_SECONDS` for retries that come due. SIGTERM finishes the deliveries in
+`WORKER_POLL_SECONDS` for reminders and retries that come due. SIGTERM finishes the deliveries in
 flight, then stops.
 """
 
@@ -30,6 +31,7 @@ from backend.errors import DATABASE_ERRORS
 from backend.events.broker import Broker, listen
 from backend.events.service import prune_tickets
 from backend.idempotency.service import prune_keys
+from backend.reminders.service import fire_due, prune_reminders
 
 logger = logging.getLogger("todo_api")
 
@@ -38,12 +40,17 @@ LEASE_MARGIN_SECONDS = 50
 loses its deliveries to another."""
 
 
+REMINDERS_PER_PASS = 500
+"""Reminders fired in one transaction: a pass fires every due one, this many at a time."""
+
+
 @dataclass(frozen=True, slots=True)
 class Pruned:
     changes: int
     keys: int
     tickets: int
     deliveries: int
+    reminders: int
 
 
 async def prune(connection: AsyncConnection, settings: Settings, now: datetime) -> Pruned:
@@ -56,6 +63,7 @@ async def prune(connection: AsyncConnection, settings: Settings, now: datetime) 
         keys=await prune_keys(connection, now=now),
         tickets=await prune_tickets(connection, now=now),
         deliveries=await dispatch.prune_deliveries(connection, before=kept_since),
+        reminders=await prune_reminders(connection, before=now - retention),
     )
     await connection.commit()
     return pruned
@@ -92,6 +100,7 @@ class Worker:
                     if time.monotonic() >= next_prune:
                         await self.prune()
                         next_prune = time.monotonic() + self.settings.worker_prune_seconds
+                    await self.fire_reminders()
                     room = self.settings.worker_concurrency - len(in_flight)
                     for claimed in await self.claim(limit=room) if room > 0 else ():
                         in_flight.add(asyncio.create_task(self.attempt(claimed)))
@@ -116,6 +125,21 @@ class Worker:
             await asyncio.gather(*(self.attempt(each) for each in claimed))
             attempts += len(claimed)
         return attempts
+
+    async def fire_reminders(self, *, now: datetime | None = None) -> int:
+        """Fire every reminder due at `now`; how many. Each batch commits with its feed
+        entries and webhook deliveries, which this pass then sends."""
+        fired = 0
+        while True:
+            async with self._connection() as connection:
+                count, users = await fire_due(
+                    connection, now=now or db.utcnow(), limit=REMINDERS_PER_PASS
+                )
+            for user_id in users:  # SQLite, in the app's process (PostgreSQL: NOTIFY)
+                self.broker.wake(user_id)
+            fired += count
+            if count < REMINDERS_PER_PASS:
+                return fired
 
     async def claim(self, *, limit: int, now: datetime | None = None) -> list[dispatch.Claimed]:
         async with self._connection() as connection:

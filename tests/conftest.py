@@ -49,6 +49,7 @@ os.environ.setdefault("RATE_LIMIT_USER", "1000000/minute")
 # An event stream ends by itself this soon, so that a test client reading one whole returns.
 os.environ.setdefault("EVENTS_MAX_STREAM_SECONDS", "0.2")
 TABLES = (
+    "reminders",
     "webhook_deliveries",
     "webhooks",
     "task_tags",

@@ -17,7 +17,8 @@ from tests.conftest import MISSING_ID, AuthFactory, Factory, assert_invalid, ass
 
 TASK_FIELDS = {
     "id", "title", "description", "completed", "completed_at", "priority", "due_at",
-    "category_id", "parent_id", "tags", "created_at", "updated_at", "version",
+    "category_id", "parent_id", "tags", "recurrence", "reminders", "created_at", "updated_at",
+    "version",
 }  # fmt: skip
 
 

@@ -53,6 +53,8 @@ from backend.models import (
     CategoryPublic,
     Change,
     ChangesPage,
+    ReminderPublic,
+    ScheduledReminder,
     Task,
     TaskPublic,
     User,
@@ -75,6 +77,8 @@ _USERS = User.__table__  # type: ignore[attr-defined]
 _WEBHOOKS = Webhook.__table__  # type: ignore[attr-defined]
 _TASKS = TaskPublic.model_fields
 _CATEGORIES = CategoryPublic.model_fields
+_REMINDERS = ReminderPublic.model_fields
+_FIELDS = {"task": _TASKS, "category": _CATEGORIES, "reminder": _REMINDERS}
 
 
 class settled_below(FunctionElement[int]):  # noqa: N801 (an SQL function, named like one)
@@ -170,17 +174,31 @@ def append_changes(
 
 def _feed() -> Any:
     tasks, categories = Task.__table__, Category.__table__  # type: ignore[attr-defined]
+    reminders = ScheduledReminder.__table__  # type: ignore[attr-defined]
     c = _CHANGES.c
-    joined = _CHANGES.outerjoin(
-        tasks,
-        and_(tasks.c.user_id == c.user_id, tasks.c.id == c.entity_id, c.entity == literal("task")),
-    ).outerjoin(
-        categories,
-        and_(
-            categories.c.user_id == c.user_id,
-            categories.c.id == c.entity_id,
-            c.entity == literal("category"),
-        ),
+    joined = (
+        _CHANGES.outerjoin(
+            tasks,
+            and_(
+                tasks.c.user_id == c.user_id, tasks.c.id == c.entity_id, c.entity == literal("task")
+            ),
+        )
+        .outerjoin(
+            categories,
+            and_(
+                categories.c.user_id == c.user_id,
+                categories.c.id == c.entity_id,
+                c.entity == literal("category"),
+            ),
+        )
+        .outerjoin(
+            reminders,
+            and_(
+                reminders.c.user_id == c.user_id,
+                reminders.c.id == c.entity_id,
+                c.entity == literal("reminder"),
+            ),
+        )
     )
     columns = [
         c.entity,
@@ -190,6 +208,7 @@ def _feed() -> Any:
         c.version,
         *(tasks.c[name].label(f"task.{name}") for name in _TASKS),
         *(categories.c[name].label(f"category.{name}") for name in _CATEGORIES),
+        *(reminders.c[name].label(f"reminder.{name}") for name in _REMINDERS),
     ]
     return (
         select(*columns)
@@ -297,15 +316,16 @@ _PAGE = TypeAdapter(ChangesPage)
 
 
 def _change(record: dict[str, Any]) -> dict[str, Any]:
-    entity = record["entity"]
+    entity, op = record["entity"], record["op"]
     data = None
-    if record["op"] == "upsert":
-        fields = _TASKS if entity == "task" else _CATEGORIES
-        data = {name: record[f"{entity}.{name}"] for name in fields}
+    if op == "upsert":
+        data = {name: record[f"{entity}.{name}"] for name in _FIELDS[entity]}
+        if data["id"] is None:  # a reminder whose task was deleted, with it
+            op, data = "delete", None
     return {
         "entity": entity,
         "id": record["entity_id"],
-        "op": record["op"],
+        "op": op,
         "version": record["version"],
         "data": data,
     }

@@ -35,7 +35,7 @@ from uuid6 import uuid7
 from backend.changes.service import TRANSACTION_NUMBER
 from backend.db import UTCDateTime
 from backend.fields import WEBHOOK_EVENTS
-from backend.models import CategoryPublic, TaskPublic, Webhook, WebhookDelivery
+from backend.models import CategoryPublic, ReminderPublic, TaskPublic, Webhook, WebhookDelivery
 from backend.owned import OWNER, owned_by
 from backend.pagination import PageRequest, Record, fetch_page, newest_first
 
@@ -52,7 +52,7 @@ class Message(BaseModel):
 
     type: str
     timestamp: AwareDatetime
-    data: TaskPublic | CategoryPublic | dict[str, Any]
+    data: TaskPublic | CategoryPublic | ReminderPublic | dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,7 @@ class Event:
     """What a write tells the webhooks subscribed to `type`."""
 
     type: str
-    data: TaskPublic | CategoryPublic | dict[str, Any]
+    data: TaskPublic | CategoryPublic | ReminderPublic | dict[str, Any]
 
 
 def _next_in_line(dialect: str) -> Any:

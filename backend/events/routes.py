@@ -32,7 +32,7 @@ from backend.events import service
 from backend.events.broker import Broker
 from backend.fields import SyncToken
 from backend.middleware import request_session
-from backend.models import ChangeEvent, TicketPublic
+from backend.models import ChangeEvent, ReminderPublic, TicketPublic
 from backend.tokens.service import PAT_PREFIX, is_token_accepted, token_digest
 
 router = APIRouter(tags=["events"])
@@ -151,7 +151,8 @@ async def stream_events(
 ) -> AsyncIterator[ServerSentEvent]:
     """Each change of the caller's tasks and categories as an `event: change` whose `data`
     is `{"entity", "id", "op", "version"}` and whose `id` is the change feed's token after
-    it. Resume with `Last-Event-ID` (or `?since=`, a `/changes` token): every change after
+    it; each reminder that fires as an `event: reminder` whose `data` is the reminder.
+    Resume with `Last-Event-ID` (or `?since=`, a `/changes` token): every change after
     it comes first, then live ones, in order, none twice. A token older than the feed
     keeps gets one `event: reset` (start a sync over). The stream ends when its token
     stops being accepted."""
@@ -171,11 +172,15 @@ async def stream_events(
         wake.clear()
         changes, more = await _read(state, user_id, position)
         for position, change in changes:
-            yield ServerSentEvent(
-                id=position.token(state.cursor_signer, user_id),
-                event="change",
-                data=ChangeEvent.model_validate(change),
-            )
+            token = position.token(state.cursor_signer, user_id)
+            if change["entity"] != "reminder":
+                yield ServerSentEvent(
+                    id=token, event="change", data=ChangeEvent.model_validate(change)
+                )
+            elif change["data"] is not None:  # else its task is deleted: nothing to tell
+                yield ServerSentEvent(
+                    id=token, event="reminder", data=ReminderPublic.model_validate(change["data"])
+                )
         if more:
             continue
         if changes:

@@ -3,7 +3,7 @@
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from backend.conditions import (
     NOT_MODIFIED,
@@ -16,6 +16,8 @@ from backend.conditions import (
 from backend.deps import OwnerId, SessionDep, location
 from backend.idempotency.guard import Idempotent
 from backend.models import (
+    Occurrence,
+    OccurrencesQuery,
     Page,
     TaskCreate,
     TaskListQuery,
@@ -24,6 +26,7 @@ from backend.models import (
     TaskUpdate,
 )
 from backend.pagination import ListQuery, PageRequest, page_of
+from backend.recurrence import series
 from backend.tasks import service
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -69,6 +72,21 @@ async def get_task(
     """One task, with its `ETag`; `If-None-Match` with a current ETag answers 304."""
     task = await service.get_task(session, user_id=user_id, task_id=task_id)
     return not_modified(if_none_match, task.version) or with_etag(TaskPublic, task, response)
+
+
+@router.get("/{task_id}/occurrences", response_model=Page[Occurrence])
+async def list_occurrences(
+    session: SessionDep,
+    user_id: OwnerId,
+    task_id: UUID,
+    query: Annotated[OccurrencesQuery, Query()],
+) -> Page[Occurrence]:
+    """The occurrences of a recurring task from its current `due_at` on, for a preview
+    (each `at` as an instant, `local` on the rule's wall clock); none for a task that
+    does not recur or whose series ended."""
+    task = await service.get_task(session, user_id=user_id, task_id=task_id)
+    occurrences = [] if task.completed else series.upcoming(task.recurrence, query.limit)
+    return Page[Occurrence](items=occurrences, next_cursor=None)
 
 
 @router.put("/{task_id}", response_model=TaskPublic, responses=PRECONDITION_FAILED)

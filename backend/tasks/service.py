@@ -2,6 +2,7 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -39,6 +40,8 @@ from backend.models import (
 )
 from backend.owned import OWNER, ROW_ID, OwnedTable, owned_by
 from backend.pagination import Keyset, PageRequest, Record, fetch_page
+from backend.recurrence import series
+from backend.reminders.service import check_reminders, schedule
 from backend.subtasks.service import check_parent, descendants
 from backend.tags.service import link_tags, resolve_tags
 from backend.unit_of_work import UnitOfWork
@@ -179,12 +182,18 @@ async def create_task(session: AsyncSession, *, user_id: str, task_in: TaskCreat
     if task_in.parent_id is not None:
         await check_parent(session, user_id=user_id, task_id=None, parent_id=task_in.parent_id)
     work = UnitOfWork(user_id)
+    check_reminders(task_in.reminders, task_in.due_at)
+    recurrence = None
+    if task_in.recurrence is not None:
+        recurrence = series.start(task_in.recurrence, task_in.due_at, work.at)
     tags = await resolve_tags(session, work, task_in.tags)
     row = {
         "user_id": user_id,
         "id": uuid7(),
         **dict(task_in),
         "tags": tags,
+        "recurrence": series.stored(recurrence),
+        "reminders": _json(task_in.reminders),
         "completed": False,
         "completed_at": None,
         "created_at": work.at,
@@ -194,6 +203,7 @@ async def create_task(session: AsyncSession, *, user_id: str, task_in: TaskCreat
     task = TaskPublic.model_validate(row)
     work.execute(_ROWS.insert, row, guarded=False)
     link_tags(work, task.id, tags, replacing=False)
+    schedule(work, task, replacing=False)
     work.record(task.id, task.title, HistoryAction.created, snapshot(task))
     work.changed("task", task, HistoryAction.created)
     async with _category_refusal_as_422(session):
@@ -224,11 +234,11 @@ async def update_task(
         work = UnitOfWork(user_id)
         if "tags" in changes:
             changes["tags"] = await resolve_tags(session, work, changes["tags"])
-        diff = {
-            field: {"from": _json(getattr(task, field)), "to": _json(value)}
-            for field, value in changes.items()
-            if getattr(task, field) != value
-        }
+        diff = {}
+        for field, value in changes.items():
+            before, after = _json(getattr(task, field)), _json(value)
+            if before != after:
+                diff[field] = {"from": before, "to": after}
         if not diff:
             return task
         updates = {field: changes[field] for field in diff}
@@ -239,20 +249,34 @@ async def update_task(
             action = HistoryAction.updated
         updates |= {"updated_at": work.at, "version": task.version + 1}
         changed = task.model_copy(update=updates)
-        params = _ROWS.params(user_id, task_id, read_version=task.version, values=updates)
+        if diff.keys() & {"recurrence", "due_at", "reminders"}:
+            updates |= _series_of(changed, task, restarted="recurrence" in diff, now=work.at)
+            changed = task.model_copy(update=updates)
+        moved = None
+        if action is HistoryAction.completed and changed.recurrence is not None:
+            moved = _next_occurrence(work, changed)
+        final = moved or changed
+        values = _stored(updates if moved is None else updates | _moved_fields(moved))
+        params = _ROWS.params(user_id, task_id, read_version=task.version, values=values)
         work.execute(_ROWS.update, params, guarded=True)
         if "tags" in diff:
             link_tags(work, task_id, changed.tags, replacing=True)
+        if moved is not None or diff.keys() & {"due_at", "reminders", "completed"}:
+            schedule(work, final, replacing=True)
+        if action is HistoryAction.completed and changed.recurrence is not None:
+            diff["occurrence_due_at"] = _json(changed.due_at)  # which one was completed
         work.record(task_id, changed.title, action, diff)
         work.changed("task", changed, action)
-        if action is HistoryAction.completed:  # and its open subtasks with it
+        if moved is not None:  # the occurrence completed; the task goes on to the next
+            _record_rescheduled(work, changed, moved)
+        elif action is HistoryAction.completed:  # and its open subtasks with it
             for below in await descendants(
                 session, user_id=user_id, task_id=task_id, open_only=True
             ):
                 _complete(work, below)
         async with _category_refusal_as_422(session):
             await work.commit(session)
-        return changed
+        return final
 
     return await change_current_row(
         session,
@@ -319,8 +343,67 @@ def _complete(work: UnitOfWork, task: TaskPublic) -> None:
         "completed": {"from": False, "to": True},
         "completed_at": {"from": None, "to": _json(work.at)},
     }
+    completed = task.model_copy(update=updates)
+    schedule(work, completed, replacing=True)
     work.record(task.id, task.title, HistoryAction.completed, diff)
-    work.changed("task", task.model_copy(update=updates), HistoryAction.completed)
+    work.changed("task", completed, HistoryAction.completed)
+
+
+def _series_of(
+    changed: TaskPublic, task: TaskPublic, *, restarted: bool, now: datetime
+) -> dict[str, Any]:
+    """A write's new rule, due time or reminders, checked together: a recurrence that is
+    set starts a series; one whose due time moves goes on from there, its count kept."""
+    check_reminders(changed.reminders, changed.due_at)
+    if changed.recurrence is None or not (restarted or changed.due_at != task.due_at):
+        return {}
+    left = None if restarted or task.recurrence is None else task.recurrence.left
+    recurrence = series.start(changed.recurrence, changed.due_at, now, left=left)
+    return {"recurrence": recurrence}
+
+
+def _next_occurrence(work: UnitOfWork, completed: TaskPublic) -> TaskPublic | None:
+    """The recurring task `completed` moved on to its next occurrence, open; None when
+    its series ends there (it stays completed)."""
+    assert completed.recurrence is not None
+    advanced = series.advance(completed.recurrence, work.at)
+    if advanced is None:
+        return None
+    due_at, recurrence = advanced
+    return completed.model_copy(
+        update={
+            "completed": False,
+            "completed_at": None,
+            "due_at": due_at,
+            "recurrence": recurrence,
+            "version": completed.version + 1,
+        }
+    )
+
+
+def _moved_fields(moved: TaskPublic) -> dict[str, Any]:
+    fields = ("completed", "completed_at", "due_at", "recurrence", "version")
+    return {field: getattr(moved, field) for field in fields}
+
+
+def _record_rescheduled(work: UnitOfWork, completed: TaskPublic, moved: TaskPublic) -> None:
+    """The history and the events of a recurring task's completion: its occurrence, due
+    then, completed; then the task at its next occurrence."""
+    change = {
+        "due_at": {"from": _json(completed.due_at), "to": _json(moved.due_at)},
+        "completed": {"from": True, "to": False},
+    }
+    work.record(completed.id, moved.title, HistoryAction.rescheduled, change)
+    work.changed("task", moved, HistoryAction.rescheduled)
+
+
+def _stored(values: dict[str, Any]) -> dict[str, Any]:
+    """Column values of a write: the recurrence with its series, reminders as JSON."""
+    if "recurrence" in values:
+        values["recurrence"] = series.stored(values["recurrence"])
+    if "reminders" in values:
+        values["reminders"] = _json(values["reminders"])
+    return values
 
 
 _UNCATEGORIZE = (
