@@ -16,9 +16,9 @@ one step of the rule however long the series has run; `COUNT` is counted down in
 
 import re
 from collections.abc import Iterator
-from itertools import chain, islice
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from itertools import chain, islice
 from zoneinfo import ZoneInfo, available_timezones
 
 from dateutil.rrule import rrule, rrulestr
