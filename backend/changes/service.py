@@ -217,7 +217,10 @@ def _feed() -> Any:
             owned_by(c.user_id),
             c.seq > bindparam("after"),
             c.seq < settled_below(),
-            or_(c.op == "upsert", c.seq > bindparam("deletes_after")),
+            or_(
+                and_(c.op == "upsert", or_(c.entity != "reminder", reminders.c.id.is_not(None))),
+                c.seq > bindparam("deletes_after"),
+            ),
         )
         .order_by(c.seq)
         .limit(bindparam("limit"))
