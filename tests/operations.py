@@ -196,8 +196,8 @@ def create_pat(
 
 
 def seed(client: TestClient, auth: AuthFactory, user: str) -> dict[str, str]:
-    """A category, a task in it with a tag, a deleted task, a personal token, a webhook
-    and its delivery (a ping); one id of each kind."""
+    """A category, a recurring task in it with a tag and a reminder, a deleted task, a
+    personal token, a webhook and its delivery (a ping); one id of each kind."""
     prefix, headers = f"/api/{quote(user)}", auth(user)
 
     def create(path: str, body: dict[str, Any]) -> str:
@@ -209,7 +209,14 @@ def seed(client: TestClient, auth: AuthFactory, user: str) -> dict[str, str]:
     category = create("categories", {"name": f"{user} secret category"})
     task = create(
         "tasks",
-        {"title": f"{user} secret task", "category_id": category, "tags": [f"{user} secret tag"]},
+        {
+            "title": f"{user} secret task",
+            "category_id": category,
+            "tags": [f"{user} secret tag"],
+            "due_at": "2027-01-04T09:00:00Z",
+            "recurrence": {"rule": "FREQ=WEEKLY", "tz": "Europe/Paris"},
+            "reminders": [{"before": "PT1H"}],
+        },
     )
     tag = client.get(f"{prefix}/tags", headers=headers).json()["items"][0]["id"]
     gone = create("tasks", {"title": f"{user} deleted task"})

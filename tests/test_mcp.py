@@ -93,6 +93,29 @@ def test_subtasks_through_tools(mcp_as: McpAs) -> None:
     assert structured(alice("get_task", task_id=child["id"]))["completed"] is True
 
 
+def test_recurrence_and_reminders_through_tools(mcp_as: McpAs) -> None:
+    alice = mcp_as("alice")
+    recurrence = {"rule": "FREQ=MONTHLY;BYMONTHDAY=-1", "tz": "Europe/Paris", "from": "due"}
+    task = structured(
+        alice(
+            "add_task",
+            title="Pay rent",
+            due_at="2027-01-31T09:00:00Z",
+            recurrence=recurrence,
+            reminders=[{"before": "P1D"}],
+        )
+    )
+
+    done = alice("complete_task", task_id=task["id"])
+    moved = structured(alice("update_task", task_id=task["id"], reminders=[{"before": "PT2H"}]))
+
+    assert (task["recurrence"], task["reminders"]) == (recurrence, [{"before": "P1D"}])
+    assert structured(done)["due_at"] == "2027-02-28T09:00:00Z"
+    assert "Completed this occurrence" in done.content[0].text  # type: ignore[union-attr]
+    assert "repeats FREQ=MONTHLY;BYMONTHDAY=-1" in done.content[0].text  # type: ignore[union-attr]
+    assert (moved["reminders"], moved["completed"]) == ([{"before": "PT2H"}], False)
+
+
 def test_run_batch_is_all_or_nothing_with_references(mcp_as: McpAs, db: Session) -> None:
     alice = mcp_as("alice")
 

@@ -7,7 +7,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from backend.config import Settings
 from tests.conftest import AuthFactory, Factory, assert_invalid
+from tests.live import Receiver
+from tests.webhook_client import deliver, make_hook, verified
 
 WEEKLY_PARIS = {"rule": "FREQ=WEEKLY;BYDAY=MO", "tz": "Europe/Paris"}
 
@@ -325,3 +328,23 @@ def test_weekly_statistics_count_every_completed_occurrence(
 
     assert stats["completed"] == 3
     assert stats["open"] == 1
+
+
+def test_a_recurring_completion_tells_webhooks_completed_then_rescheduled(
+    api: TestClient, auth: AuthFactory, hook_settings: Settings, receiver: Receiver
+) -> None:
+    hook = make_hook(api, auth, receiver.url, events=["task.completed", "task.rescheduled"])
+    body = {"title": "Plants", "due_at": "2027-01-04T08:00:00Z", "recurrence": WEEKLY_PARIS}
+    task = api.post("/api/alice/tasks", json=body, headers=auth()).json()
+
+    api.patch(f"/api/alice/tasks/{task['id']}/complete", headers=auth())
+    deliver(hook_settings)
+
+    told = [verified(hook, request) for request in receiver.requests]
+    assert [(b["type"], b["data"]["completed"], b["data"]["due_at"]) for b in told] == [
+        ("task.completed", True, "2027-01-04T08:00:00Z"),
+        ("task.rescheduled", False, "2027-01-11T08:00:00Z"),
+    ]
+    assert [b["data"]["version"] for b in told] == [2, 3]
+    [change] = api.get("/api/alice/changes", headers=auth()).json()["changes"]
+    assert (change["version"], change["data"]["due_at"]) == (3, "2027-01-11T08:00:00Z")

@@ -61,9 +61,19 @@ def anchors(draw: st.DrawFn) -> datetime:
         st.one_of(
             st.dates(date(2026, 1, 1), date(2030, 12, 31)),
             st.sampled_from(
-                [date(2027, 3, 28), date(2027, 10, 31), date(2027, 3, 14), date(2027, 11, 7)]
-                + [date(2027, 4, 4), date(2027, 9, 5), date(2027, 10, 3), date(2028, 2, 29)]
-                + [date(2027, 1, 31), date(2027, 4, 30), date(2027, 12, 31)]
+                [
+                    date(2027, 3, 28),
+                    date(2027, 10, 31),
+                    date(2027, 3, 14),
+                    date(2027, 11, 7),
+                    date(2027, 4, 4),
+                    date(2027, 9, 5),
+                    date(2027, 10, 3),
+                    date(2028, 2, 29),
+                    date(2027, 1, 31),
+                    date(2027, 4, 30),
+                    date(2027, 12, 31),
+                ]
             ),
         )
     )

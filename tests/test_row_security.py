@@ -29,6 +29,7 @@ OWNED_TABLES = (
     "webhook_deliveries",
     "tags",
     "task_tags",
+    "reminders",
 )
 OWNED_VIEWS = ("task_search",)
 
@@ -90,7 +91,14 @@ def _use_the_api_as(client: TestClient, auth: AuthFactory, user: str) -> None:
     assert (kept.status_code, category.status_code) == (201, 201), category.text
     task = client.post(
         f"{base}/tasks",
-        json={"title": f"{user} task", "category_id": category.json()["id"], "tags": ["a", "b"]},
+        json={
+            "title": f"{user} task",
+            "category_id": category.json()["id"],
+            "tags": ["a", "b"],
+            "due_at": "2027-01-04T09:00:00Z",
+            "recurrence": {"rule": "FREQ=WEEKLY", "tz": "Europe/Paris"},
+            "reminders": [{"before": "PT1H"}],
+        },
         headers={**headers, "Idempotency-Key": f"{user}-1"},
     )
     assert task.status_code == 201, task.text

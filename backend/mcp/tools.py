@@ -148,7 +148,17 @@ def _precondition(args: TaskWrite) -> Precondition:
 
 
 def _task(task: TaskPublic, sentence: str) -> Outcome:
-    return task, f'{sentence} "{task.title}" (id {task.id}, version {task.version}).'
+    return task, f'{sentence} "{task.title}" (id {task.id}, version {task.version}){_when(task)}.'
+
+
+def _when(task: TaskPublic) -> str:
+    """When it is due, how it recurs and when it reminds, where it does."""
+    parts = [] if task.due_at is None else [f"due {task.due_at.isoformat()}"]
+    if task.recurrence is not None:
+        parts.append(f"repeats {task.recurrence.rule} in {task.recurrence.tz}")
+    if task.reminders:
+        parts.append(f"{len(task.reminders)} reminder(s)")
+    return f", {', '.join(parts)}" if parts else ""
 
 
 def _more(next_cursor: str | None) -> str:
@@ -211,7 +221,10 @@ async def _set_completed(context: ToolContext, args: TaskWrite, completed: bool)
 
 
 async def complete_task(context: ToolContext, args: TaskWrite) -> Outcome:
-    return _task(await _set_completed(context, args, True), "Completed task")
+    task = await _set_completed(context, args, True)
+    if not task.completed:  # a recurring task, moved on to its next occurrence
+        return _task(task, "Completed this occurrence of")
+    return _task(task, "Completed task")
 
 
 async def reopen_task(context: ToolContext, args: TaskWrite) -> Outcome:
