@@ -55,10 +55,10 @@ def fire(settings: Settings, *workers: int, now: datetime | None = None) -> list
 
 def reminders_in_feed(client: TestClient, auth: AuthFactory, user: str = "alice") -> list[Any]:
     """The reminder entries of a sync that starts over, every page of it."""
-    page = {"has_more": True, "changes": [], "next_since": None}
+    page: dict[str, Any] = {"has_more": True, "changes": [], "next_since": None}
     changes: list[Any] = []
     while page["has_more"]:
-        since = {} if page["next_since"] is None else {"since": page["next_since"]}
+        since: dict[str, str] = {} if page["next_since"] is None else {"since": page["next_since"]}
         page = client.get(f"/api/{user}/changes", params=since, headers=auth(user)).json()
         changes += page["changes"]
     return [change for change in changes if change["entity"] == "reminder"]
