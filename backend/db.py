@@ -255,6 +255,15 @@ async def for_maintenance(connection: AsyncConnection) -> None:
         await connection.exec_driver_sql("SET row_security = off; SET statement_timeout = 0")
 
 
+async def begin(connection: AsyncConnection) -> None:
+    """Begin a transaction on a connection of `create_engine`'s, for writes that must
+    land together: on PostgreSQL its driver is in autocommit, where each statement would
+    commit on its own; `commit()` then ends it, and closing the connection without one
+    rolls it back. Nothing on SQLite, which begins one at the first write."""
+    if connection.dialect.name == "postgresql":
+        await connection.exec_driver_sql("BEGIN")
+
+
 _ABANDONED: set["asyncio.Task[Any]"] = set()
 """Tasks given up on by `wait_or_abandon`, kept referenced until they have wound down."""
 

@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from uuid6 import uuid7
 
+from backend.db import begin
 from backend.errors import InvalidInput
 from backend.fields import reminder_offset
 from backend.models import (
@@ -92,6 +93,7 @@ async def fire_due(
     """Fire at most `limit` reminders that fell due by `now`, each in the feed and its
     webhooks, all in one transaction, committed here; how many, and whose."""
     works: dict[str, UnitOfWork] = {}
+    await begin(connection)
     rows = (await connection.execute(_FIRE, {"now": now, "limit": limit})).all()
     for user_id, *values in rows:
         reminder = ReminderPublic.model_validate(dict(zip(_FIELDS, values, strict=True)))
