@@ -105,8 +105,13 @@ async def _remind(
     url: str, users: list[str], token: Callable[[str], str], count: int, fire_at: datetime
 ) -> None:
     body = {"title": "Stand-up", "reminders": [{"at": fire_at.isoformat()}]}
-    share = count // len(users)
-    await asyncio.gather(*(_batches(url, user, token, [body] * share) for user in users))
+    share, lanes = count // len(users), asyncio.Semaphore(4)
+
+    async def seed(user: str) -> None:
+        async with lanes:
+            await _batches(url, user, token, [body] * share)
+
+    await asyncio.gather(*(seed(user) for user in users))
 
 
 async def _batches(
