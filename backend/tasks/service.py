@@ -261,7 +261,9 @@ async def update_task(
         work.execute(_ROWS.update, params, guarded=True)
         if "tags" in diff:
             link_tags(work, task_id, changed.tags, replacing=True)
-        if moved is not None or diff.keys() & {"due_at", "reminders", "completed"}:
+        if (task.reminders or final.reminders) and (
+            moved is not None or diff.keys() & {"due_at", "reminders", "completed"}
+        ):  # a task that has none has nothing pending either
             schedule(work, final, replacing=True)
         if action is HistoryAction.completed and changed.recurrence is not None:
             diff["occurrence_due_at"] = _json(changed.due_at)  # which one was completed
@@ -344,7 +346,8 @@ def _complete(work: UnitOfWork, task: TaskPublic) -> None:
         "completed_at": {"from": None, "to": _json(work.at)},
     }
     completed = task.model_copy(update=updates)
-    schedule(work, completed, replacing=True)
+    if task.reminders:
+        schedule(work, completed, replacing=True)
     work.record(task.id, task.title, HistoryAction.completed, diff)
     work.changed("task", completed, HistoryAction.completed)
 
