@@ -25,7 +25,9 @@ TIME_ZONES = sorted(available_timezones())
 # user has at most 1,000 tags; an Idempotency-Key may not be reused for a different
 # request; a webhook's URL must be https and public unless the server allows its host, and
 # fit its column once normalised (punycode, percent-encoding); a batch's operations must
-# name routes of the API and earlier operations, once each.
+# name routes of the API and earlier operations, once each; a recurrence needs a due time
+# and an occurrence still to come, and its rule each part once, FREQ among them, COUNT or
+# UNTIL, ordinals only when monthly or yearly (what a pattern cannot say).
 STATEFUL_422_TYPES = frozenset(
     {
         "cursor_invalid",
@@ -44,6 +46,9 @@ STATEFUL_422_TYPES = frozenset(
         "batch_header_refused",
         "batch_reference_unknown",
         "batch_path_unknown",
+        "recurrence_needs_due_at",
+        "recurrence_ended",
+        "rrule_unsupported",
     }
 )
 

@@ -152,10 +152,10 @@ SearchText = Annotated[
 ]
 
 
-_TIME_PART = r"(\d+H(\d+M)?(\d+S)?|\d+M(\d+S)?|\d+S)"
-_OFFSET = rf"^P((\d+W(\d+D)?|\d+D)(T{_TIME_PART})?|T{_TIME_PART})$"
+_N = r"[0-9]{1,3}"  # at most 999 of each unit: well inside what a date can move by
+_TIME_PART = rf"({_N}H({_N}M)?({_N}S)?|{_N}M({_N}S)?|{_N}S)"
+_OFFSET = rf"^P(({_N}W({_N}D)?|{_N}D)(T{_TIME_PART})?|T{_TIME_PART})$"
 _OFFSETS: TypeAdapter[timedelta] = TypeAdapter(timedelta)
-MAX_REMINDER_OFFSET = timedelta(days=366)
 
 
 def reminder_offset(before: str) -> timedelta:
@@ -163,17 +163,13 @@ def reminder_offset(before: str) -> timedelta:
     return _OFFSETS.validate_python(before)
 
 
-def _within_a_year(before: str) -> str:
-    if reminder_offset(before) > MAX_REMINDER_OFFSET:
-        raise ValueError("must be at most a year (P366D)")
-    return before
-
-
 ReminderOffset = Annotated[
     str,
     StringConstraints(pattern=_OFFSET, max_length=40),
-    AfterValidator(_within_a_year),
-    Field(description="An ISO 8601 duration in weeks, days, hours, minutes, seconds: `PT15M`."),
+    Field(
+        description="An ISO 8601 duration in weeks, days, hours, minutes and seconds, at "
+        "most 999 of each: `PT15M`, `P1D`."
+    ),
 ]
 MAX_REMINDERS = 5
 

@@ -217,6 +217,7 @@ _RULES = {
     "batch_path_unknown": "{field} must be one of your routes (not a batch nor an event stream).",
     "recurrence_needs_due_at": "{field} is needed by a recurrence and by reminders set before it.",
     "recurrence_ended": "{field} has no occurrence to come from due_at on.",
+    "rrule_unsupported": "{field} is outside the supported subset: {reason}.",
     "tags_too_many": "{field} would make more than 1,000 tags: delete some first.",
     "webhook_url_not_https": "{field} must start with https://.",
     "webhook_url_too_long": "{field} must be at most 2083 characters.",
@@ -253,7 +254,7 @@ def validation_message(error: Any) -> str:
         if reason.startswith("must "):  # the rules of `fields.py`, written to follow a name
             return f"{field} {reason}."
         return f"{field}: {reason[:1].lower()}{reason[1:]}."
-    if template := _MESSAGES.get(kind):
+    if template := _MESSAGES.get(kind) or _RULES.get(kind):  # or a model's own rule
         name = str(list(error["loc"])[-1]) if error["loc"] else ""
         return template.format_map(_Blank(context | {"field": field, "name": name}))
     message = str(error["msg"]).rstrip(".")

@@ -55,7 +55,7 @@ from backend.fields import (
     TokenScope,
     WebhookEventName,
 )
-from backend.recurrence.rules import RULE_MAX_LENGTH, check_rule, check_zone
+from backend.recurrence.rules import RULE_MAX_LENGTH, RULE_PATTERN, check_rule, check_zone
 
 USER_ID_MAX = 255
 T = TypeVar("T")
@@ -160,11 +160,13 @@ class Recurrence(BaseModel):
     model_config = ConfigDict(extra="forbid", serialize_by_alias=True)
 
     rule: Annotated[
-        str, StringConstraints(max_length=RULE_MAX_LENGTH), AfterValidator(check_rule)
+        str,
+        StringConstraints(max_length=RULE_MAX_LENGTH, pattern=RULE_PATTERN),
+        AfterValidator(check_rule),
     ] = Field(
-        description="FREQ (DAILY, WEEKLY, MONTHLY, YEARLY), INTERVAL, BYDAY (ordinals "
-        "when MONTHLY or YEARLY: `-1FR`), BYMONTHDAY (`-1`: the last day), BYMONTH, and "
-        "COUNT or UNTIL (UTC: `20271231T235959Z`), such as `FREQ=WEEKLY;BYDAY=MO`.",
+        description="FREQ (DAILY, WEEKLY, MONTHLY, YEARLY), INTERVAL, BYDAY (ordinals when "
+        "MONTHLY or YEARLY: `-1FR`), BYMONTHDAY (`-1`: the last day), BYMONTH, and COUNT "
+        "or UNTIL (UTC: `20271231T235959Z`), each once, such as `FREQ=WEEKLY;BYDAY=MO`.",
     )
     tz: Annotated[str, AfterValidator(check_zone)] = Field(
         description="The IANA zone whose wall clock the rule follows, such as `Europe/Paris`."

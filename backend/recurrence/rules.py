@@ -22,6 +22,7 @@ from itertools import chain, islice
 from zoneinfo import ZoneInfo, available_timezones
 
 from dateutil.rrule import rrule, rrulestr
+from pydantic_core import PydanticCustomError
 
 FREQUENCIES = frozenset({"DAILY", "WEEKLY", "MONTHLY", "YEARLY"})
 _PARTS = {
@@ -38,6 +39,17 @@ _PARTS = {
 """The subset: each part a client may use, and the form of its value (`UNTIL` in UTC, as
 RFC 5545 requires beside a zoned start)."""
 _ORDINALS = {"MONTHLY": 5, "YEARLY": 53}
+_DAY = r"([+-]?[1-9][0-9]?)?(MO|TU|WE|TH|FR|SA|SU)"
+_MONTHDAY = r"-?([1-9]|[12][0-9]|3[01])"
+_MONTH = r"([1-9]|1[0-2])"
+_PART = (
+    r"(FREQ=(DAILY|WEEKLY|MONTHLY|YEARLY)|INTERVAL=[1-9][0-9]?"
+    rf"|BYDAY={_DAY}(,{_DAY})*|BYMONTHDAY={_MONTHDAY}(,{_MONTHDAY})*"
+    rf"|BYMONTH={_MONTH}(,{_MONTH})*|COUNT=([1-9][0-9]{{0,2}}|1000)|UNTIL=[0-9]{{8}}T[0-9]{{6}}Z)"
+)
+RULE_PATTERN = rf"^(RRULE:)?{_PART}(;{_PART})*$"
+"""The subset's grammar, for the schema; what it cannot say (each part once, `FREQ`
+required, `COUNT` or `UNTIL`, ordinals when monthly or yearly) `check_rule` checks."""
 RULE_MAX_LENGTH = 300
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M:%S"
 HORIZON = timedelta(days=28 * 366)
@@ -46,9 +58,15 @@ repeat within it, and no step of a rule iterates past it."""
 
 
 def check_rule(text: str) -> str:
-    """The rule, upper case and without an `RRULE:` prefix; ValueError naming what is
-    outside the subset."""
-    rule = text.strip().upper().removeprefix("RRULE:")
+    """The rule without an `RRULE:` prefix; a `rrule_unsupported` error naming what is
+    outside the subset that its pattern (`RULE_PATTERN`) cannot say."""
+    try:
+        return _checked(text.removeprefix("RRULE:"))
+    except ValueError as exc:
+        raise PydanticCustomError("rrule_unsupported", "{reason}", {"reason": str(exc)}) from None
+
+
+def _checked(rule: str) -> str:
     parts: dict[str, str] = {}
     for part in rule.split(";"):
         name, _, value = part.partition("=")
@@ -71,7 +89,7 @@ def check_rule(text: str) -> str:
     try:
         rrulestr(rule, dtstart=datetime(2000, 1, 1, tzinfo=UTC))
     except ValueError as exc:  # what dateutil itself refuses, such as an ordinal over 53
-        raise ValueError(f"is not a valid rule: {exc}") from None
+        raise ValueError(f"dateutil refuses it ({exc})") from None
     return rule
 
 
@@ -81,8 +99,10 @@ def _zones() -> frozenset[str]:
 
 
 def check_zone(name: str) -> str:
+    """An IANA zone of the installed tzdata (an enum in the schema would tie it to one
+    tzdata release)."""
     if name not in _zones():
-        raise ValueError("is not an IANA time zone, such as Europe/Paris")
+        raise PydanticCustomError("tz_unknown", "not an IANA time zone")
     return name
 
 

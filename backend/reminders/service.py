@@ -38,9 +38,13 @@ _SCHEDULE = insert(_REMINDERS)
 
 
 def fire_time(reminder: Reminder, due_at: datetime | None) -> datetime | None:
+    """When `reminder` falls; None without a due time, or before the year 1."""
     if isinstance(reminder, ReminderAt):
         return reminder.at
-    return None if due_at is None else due_at - reminder_offset(reminder.before)
+    try:
+        return None if due_at is None else due_at - reminder_offset(reminder.before)
+    except OverflowError:
+        return None
 
 
 def check_reminders(reminders: list[Reminder], due_at: datetime | None) -> None:
