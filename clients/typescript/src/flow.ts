@@ -149,6 +149,7 @@ async function main(): Promise<void> {
         priority: index === 0 ? ("high" as const) : ("none" as const),
         category_id: index < 2 ? category.id : null,
         tags: index === 0 ? ["Errands"] : [],
+        reminders: [],
       },
     };
     const { data, response } = await api.POST("/api/{user_id}/tasks", request);
@@ -285,7 +286,26 @@ async function main(): Promise<void> {
     check(JSON.stringify(tagged.data.items[0]?.tags) === '["Travel"]', "tag filter: its tags");
   }
 
-  console.log(`client flow passed: ${TASK_TITLES.length} tasks in ${pages} pages, completed, history, stats, batch, tags`);
+  // A recurring task: completing it moves it to its next occurrence, 09:00 in Paris
+  // across the March change (its UTC hour moves).
+  {
+    const recurrence = { rule: "FREQ=WEEKLY;BYDAY=MO", tz: "Europe/Paris", from: "due" as const };
+    const reminders = [{ before: "PT15M" }];
+    const body = { title: "Water the plants", priority: "none" as const, due_at: "2027-03-22T08:00:00Z", tags: [], recurrence, reminders };
+    const { data: weekly, response } = await api.POST("/api/{user_id}/tasks", { params: { path }, body });
+    status(response, 201, "POST /tasks (recurring)");
+    check(weekly !== undefined, "recurring: created");
+    const task = { user_id, task_id: weekly.id };
+    const moved = await api.PATCH("/api/{user_id}/tasks/{task_id}/complete", { params: { path: task } });
+    status(moved.response, 200, "PATCH complete (recurring)");
+    check(moved.data?.completed === false && moved.data.due_at === "2027-03-29T07:00:00Z", `recurring: moved to ${moved.data?.due_at}`);
+    const next = await api.GET("/api/{user_id}/tasks/{task_id}/occurrences", { params: { path: task, query: { limit: 2 } } });
+    status(next.response, 200, "GET /tasks/{task_id}/occurrences");
+    const locals = next.data?.items.map((occurrence) => occurrence.local).join(" ");
+    check(locals === "2027-03-29T09:00:00 2027-04-05T09:00:00", `occurrences: ${locals}`);
+  }
+
+  console.log(`client flow passed: ${TASK_TITLES.length} tasks in ${pages} pages, completed, history, stats, batch, tags, recurrence`);
 
   await envelopeFlow(baseUrl, user_id, token);
 }
@@ -306,7 +326,7 @@ async function envelopeFlow(baseUrl: string, user_id: string, token: string): Pr
   const task_id = await (async () => {
     const { data, response } = await api.POST("/api/{user_id}/tasks", {
       params: { path: { user_id } },
-      body: { title, priority: "none", tags: [] },
+      body: { title, priority: "none", tags: [], reminders: [] },
     });
     status(response, 201, "envelope: POST /tasks");
     envelope(data, response, true, "success", "envelope: created task");
