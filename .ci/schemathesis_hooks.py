@@ -26,8 +26,9 @@ TIME_ZONES = sorted(available_timezones())
 # request; a webhook's URL must be https and public unless the server allows its host, and
 # fit its column once normalised (punycode, percent-encoding); a batch's operations must
 # name routes of the API and earlier operations, once each; a recurrence needs a due time
-# and an occurrence still to come, and its rule each part once, FREQ among them, COUNT or
-# UNTIL, ordinals only when monthly or yearly (what a pattern cannot say).
+# (in the years 1900 to 9900) and an occurrence still to come, and its rule each part
+# once, FREQ among them, COUNT or UNTIL, ordinals only when monthly or yearly, a yearly
+# INTERVAL at most 28 (what a pattern cannot say).
 STATEFUL_422_TYPES = frozenset(
     {
         "cursor_invalid",
@@ -48,6 +49,7 @@ STATEFUL_422_TYPES = frozenset(
         "batch_path_unknown",
         "recurrence_needs_due_at",
         "recurrence_ended",
+        "recurrence_out_of_range",
         "rrule_unsupported",
     }
 )

@@ -216,7 +216,10 @@ _RULES = {
     "batch_reference_unknown": "{field} names an operation that does not come earlier.",
     "batch_path_unknown": "{field} must be one of your routes (not a batch nor an event stream).",
     "recurrence_needs_due_at": "{field} is needed by a recurrence and by reminders set before it.",
-    "recurrence_ended": "{field} has no occurrence to come from due_at on.",
+    "recurrence_ended": "{field} has no occurrence to come from due_at on (none within 28 "
+    "years of the one before, or its COUNT or UNTIL spent).",
+    "recurrence_out_of_range": "{field} must fall within the years 1900 to 9900 for a "
+    "recurring task.",
     "rrule_unsupported": "{field} is outside the supported subset: {reason}.",
     "tags_too_many": "{field} would make more than 1,000 tags: delete some first.",
     "webhook_url_not_https": "{field} must start with https://.",

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from backend import db
-from backend.changes.service import prune_changes
+from backend.changes.service import PRUNE_MARGIN_SECONDS, prune_changes
 from backend.config import Settings
 from backend.dispatch import sender
 from backend.dispatch import service as dispatch
@@ -40,6 +40,7 @@ LEASE_MARGIN_SECONDS = 50
 loses its deliveries to another."""
 
 
+PRUNE_MARGIN = timedelta(seconds=PRUNE_MARGIN_SECONDS)
 REMINDERS_PER_PASS = 500
 """Reminders fired in one transaction: a pass fires every due one, this many at a time."""
 
@@ -63,7 +64,7 @@ async def prune(connection: AsyncConnection, settings: Settings, now: datetime) 
         keys=await prune_keys(connection, now=now),
         tickets=await prune_tickets(connection, now=now),
         deliveries=await dispatch.prune_deliveries(connection, before=kept_since),
-        reminders=await prune_reminders(connection, before=now - retention),
+        reminders=await prune_reminders(connection, before=now - retention - PRUNE_MARGIN),
     )
     await connection.commit()
     return pruned

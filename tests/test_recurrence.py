@@ -236,6 +236,9 @@ def test_recurrence_set_to_null_stops_it(
         ({"rule": "FREQ=DAILY;COUNT=2;UNTIL=20280101T000000Z", "tz": "UTC"}, "rule"),
         ({"rule": "FREQ=DAILY;UNTIL=20280101", "tz": "UTC"}, "rule"),
         ({"rule": "FREQ=DAILY;UNTIL=20200101T000000Z", "tz": "UTC"}, "rule"),
+        ({"rule": "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30", "tz": "UTC"}, "rule"),
+        ({"rule": "FREQ=YEARLY;INTERVAL=29", "tz": "UTC"}, "rule"),
+        ({"rule": "FREQ=DAILY;UNTIL=20270230T000000Z", "tz": "UTC"}, "rule"),
         ({"rule": "FREQ=DAILY", "tz": "Mars/Olympus"}, "tz"),
         ({"rule": "FREQ=DAILY", "tz": "../../etc/passwd"}, "tz"),
         ({"rule": "FREQ=DAILY", "tz": "UTC", "from": "start"}, "from"),
@@ -251,6 +254,22 @@ def test_a_rule_outside_the_subset_is_422_naming_the_field(
 
     errors = assert_invalid(response)
     assert any(error["loc"][-1] == field for error in errors), errors
+
+
+@pytest.mark.parametrize("due_at", ["0999-06-01T08:00:00Z", "9950-06-01T08:00:00Z"])
+def test_a_recurring_tasks_due_time_falls_in_1900_to_9900(
+    client: TestClient, auth: AuthFactory, due_at: str
+) -> None:
+    body = {
+        "title": "x",
+        "due_at": due_at,
+        "recurrence": {"rule": "FREQ=DAILY", "tz": "Asia/Tokyo"},
+    }
+
+    response = client.post("/api/alice/tasks", json=body, headers=auth())
+
+    [error] = assert_invalid(response, "due_at")
+    assert error["type"] == "recurrence_out_of_range"
 
 
 def test_a_recurrence_needs_a_due_time(
@@ -348,3 +367,22 @@ def test_a_recurring_completion_tells_webhooks_completed_then_rescheduled(
     assert [b["data"]["version"] for b in told] == [2, 3]
     [change] = api.get("/api/alice/changes", headers=auth()).json()["changes"]
     assert (change["version"], change["data"]["due_at"]) == (3, "2027-01-11T08:00:00Z")
+
+
+def test_a_recurring_subtask_moves_on_when_its_parent_completes(
+    client: TestClient, auth: AuthFactory, make_task: Factory
+) -> None:
+    parent = make_task(title="Weekly review")
+    child = make_task(
+        title="Water the plants",
+        parent_id=parent["id"],
+        due_at="2027-01-04T08:00:00Z",
+        recurrence=WEEKLY_PARIS,
+    )
+
+    complete(client, auth, parent)
+
+    moved = client.get(f"/api/alice/tasks/{child['id']}", headers=auth()).json()
+    assert (moved["completed"], moved["due_at"]) == (False, "2027-01-11T08:00:00Z")
+    actions = [entry["action"] for entry in entries_of(client, auth, child["id"])]
+    assert actions[:2] == ["rescheduled", "completed"]

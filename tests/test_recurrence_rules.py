@@ -8,10 +8,12 @@ from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from zoneinfo import ZoneInfo
 
+import pytest
 from dateutil.rrule import rrulestr
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from backend.errors import InvalidInput
 from backend.models import Recurrence, TaskRecurrence
 from backend.recurrence import rules, series
 
@@ -129,22 +131,26 @@ def test_each_next_occurrence_is_dateutils_in_the_zone(
 ) -> None:
     due_at = placed(anchor, tz)
     anchor = due_at.astimezone(ZoneInfo(tz)).replace(tzinfo=None)  # a due time shows no gap
-    recurrence: TaskRecurrence | None = series.start(
-        Recurrence.model_validate({"rule": rule, "tz": tz}), due_at, due_at
-    )
     expected = dateutil_series(rule, tz, anchor)
+    recurrence = Recurrence.model_validate({"rule": rule, "tz": tz})
+    if rules.count_of(rule) != 1 and not [w for w in expected[1:] if w - anchor <= rules.HORIZON]:
+        with pytest.raises(InvalidInput) as refused:  # nothing after the due time: refused
+            series.start(recurrence, due_at, due_at)
+        assert refused.value.errors[0]["type"] == "recurrence_ended"
+        return
+    started: TaskRecurrence | None = series.start(recurrence, due_at, due_at)
 
     moved_to = [due_at]
-    while recurrence is not None and len(moved_to) < len(expected):
-        advanced = series.advance(recurrence, completed_at=moved_to[-1])
+    while started is not None and len(moved_to) < len(expected):
+        advanced = series.advance(started, completed_at=moved_to[-1])
         if advanced is None:
             break
-        due, recurrence = advanced
+        due, started = advanced
         moved_to.append(due)
 
     assert moved_to == [placed(wall, tz) for wall in expected]
-    if rules.count_of(rule) == len(expected) and recurrence is not None:
-        assert series.advance(recurrence, completed_at=moved_to[-1]) is None  # COUNT reached
+    if rules.count_of(rule) == len(expected) and started is not None:
+        assert series.advance(started, completed_at=moved_to[-1]) is None  # COUNT reached
 
 
 @settings(max_examples=300, deadline=None)
@@ -152,6 +158,6 @@ def test_each_next_occurrence_is_dateutils_in_the_zone(
 def test_a_wall_clock_time_is_placed_at_its_first_instant_or_right_after_the_gap(
     tz: str, wall: datetime
 ) -> None:
-    at = rules.instant(wall.strftime(rules.LOCAL_FORMAT), tz)
+    at = rules.instant(wall.isoformat(timespec="seconds"), tz)
 
     assert at == placed(wall, tz)

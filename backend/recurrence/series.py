@@ -17,10 +17,14 @@ def start(
     its occurrences is to come."""
     if due_at is None:
         raise InvalidInput(("body", "due_at"), "recurrence_needs_due_at")
-    anchor = rules.local_time(due_at, recurrence.tz)
+    if not rules.FIRST_YEAR <= due_at.year <= rules.LAST_YEAR:
+        raise InvalidInput(("body", "due_at"), "recurrence_out_of_range")
+    rule, tz = recurrence.rule, recurrence.tz
+    anchor = rules.local_time(due_at, tz)
     if left is None:
-        left = rules.count_of(recurrence.rule)
-    if rules.ended_by(recurrence.rule, recurrence.tz, anchor, left, now):
+        left = rules.count_of(rule)
+    never_again = left != 1 and "UNTIL" not in rule and rules.following(rule, tz, anchor) is None
+    if never_again or rules.ended_by(rule, tz, anchor, left, now):
         raise InvalidInput(("body", "recurrence", "rule"), "recurrence_ended")
     return TaskRecurrence.model_validate(recurrence.model_dump() | {"anchor": anchor, "left": left})
 

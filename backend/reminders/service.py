@@ -86,9 +86,9 @@ _FIRE = (
     .values(fired_at=bindparam("now"), title=_task(_t.title), due_at=_task(_t.due_at))
     .returning(_r.user_id, *(_r[name] for name in ReminderPublic.model_fields))
 )
-_FIELDS = tuple(ReminderPublic.model_fields)
 """Claim what fell due, oldest first (`SKIP LOCKED`: another worker's claims are not
 waited for), marked fired with the task's title and due time as they are now."""
+_FIELDS = tuple(ReminderPublic.model_fields)
 
 
 async def fire_due(

@@ -26,7 +26,6 @@ from backend.models import (
     TaskUpdate,
 )
 from backend.pagination import ListQuery, PageRequest, page_of
-from backend.recurrence import series
 from backend.tasks import service
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -84,8 +83,9 @@ async def list_occurrences(
     """The occurrences of a recurring task from its current `due_at` on, for a preview
     (each `at` as an instant, `local` on the rule's wall clock); none for a task that
     does not recur or whose series ended."""
-    task = await service.get_task(session, user_id=user_id, task_id=task_id)
-    occurrences = [] if task.completed else series.upcoming(task.recurrence, query.limit)
+    occurrences = await service.list_occurrences(
+        session, user_id=user_id, task_id=task_id, limit=query.limit
+    )
     return Page[Occurrence](items=occurrences, next_cursor=None)
 
 
@@ -145,7 +145,9 @@ async def complete_task(
     precondition: IfMatchDep,
     response: Response,
 ) -> TaskPublic:
-    """Mark the task completed; completing a completed task changes nothing."""
+    """Mark the task completed; completing a completed task changes nothing. A recurring
+    task moves on to its next occurrence instead, at each completion: retry with the same
+    `If-Match` or `Idempotency-Key` to complete one occurrence once."""
     task = await service.set_completed(
         session, user_id=user_id, task_id=task_id, completed=True, precondition=precondition
     )

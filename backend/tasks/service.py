@@ -30,6 +30,7 @@ from backend.fields import HistoryAction, Priority, name_key
 from backend.models import (
     TASK_SEARCH,
     Category,
+    Occurrence,
     PageQuery,
     Task,
     TaskCreate,
@@ -129,6 +130,15 @@ async def get_task(
     if row is None:
         raise NotFound
     return TaskPublic.model_validate(row)
+
+
+async def list_occurrences(
+    session: AsyncSession, *, user_id: str, task_id: UUID, limit: int
+) -> list[Occurrence]:
+    """The occurrences of a recurring task from its current due time on; none for one
+    that does not recur or whose series ended."""
+    task = await get_task(session, user_id=user_id, task_id=task_id)
+    return [] if task.completed else series.upcoming(task.recurrence, limit)
 
 
 async def list_tasks(
@@ -336,20 +346,27 @@ async def delete_task(
 
 
 def _complete(work: UnitOfWork, task: TaskPublic) -> None:
-    """`work` completes an open subtask of a task being completed."""
+    """`work` completes an open subtask of a task being completed: a recurring one, that
+    occurrence, and it moves on to its next."""
     updates = {"completed": True, "completed_at": work.at, "updated_at": work.at}
     updates["version"] = task.version + 1
-    params = _ROWS.params(work.user_id, task.id, read_version=task.version, values=updates)
+    completed = task.model_copy(update=updates)
+    moved = None if task.recurrence is None else _next_occurrence(work, completed)
+    values = _stored(updates if moved is None else updates | _moved_fields(moved))
+    params = _ROWS.params(work.user_id, task.id, read_version=task.version, values=values)
     work.execute(_ROWS.update, params, guarded=True)
-    diff = {
+    diff: dict[str, Any] = {
         "completed": {"from": False, "to": True},
         "completed_at": {"from": None, "to": _json(work.at)},
     }
-    completed = task.model_copy(update=updates)
+    if task.recurrence is not None:
+        diff["occurrence_due_at"] = _json(task.due_at)
     if task.reminders:
-        schedule(work, completed, replacing=True)
+        schedule(work, moved or completed, replacing=True)
     work.record(task.id, task.title, HistoryAction.completed, diff)
     work.changed("task", completed, HistoryAction.completed)
+    if moved is not None:
+        _record_rescheduled(work, completed, moved)
 
 
 def _series_of(
