@@ -5,7 +5,7 @@ from datetime import datetime
 from itertools import islice
 
 from backend.errors import InvalidInput
-from backend.models import Occurrence, Recurrence, TaskRecurrence
+from backend.models import Occurrence, Recurrence, TaskPublic, TaskRecurrence
 from backend.recurrence import rules
 
 
@@ -54,6 +54,30 @@ def advance(
         update={"anchor": following, "left": None if left is None else left - 1}
     )
     return rules.instant(following, tz), moved
+
+
+MOVED = ("completed", "completed_at", "due_at", "recurrence", "version")
+"""What moving a task on to its next occurrence changes."""
+
+
+def moved_on(completed: TaskPublic, at: datetime) -> TaskPublic | None:
+    """The task `completed` at `at` moved on to its next occurrence, open; None when it
+    does not recur or its series ends there (it stays completed)."""
+    if completed.recurrence is None:
+        return None
+    advanced = advance(completed.recurrence, at)
+    if advanced is None:
+        return None
+    due_at, recurrence = advanced
+    return completed.model_copy(
+        update={
+            "completed": False,
+            "completed_at": None,
+            "due_at": due_at,
+            "recurrence": recurrence,
+            "version": completed.version + 1,
+        }
+    )
 
 
 def upcoming(recurrence: TaskRecurrence | None, limit: int) -> list[Occurrence]:

@@ -262,11 +262,10 @@ async def update_task(
         if diff.keys() & {"recurrence", "due_at", "reminders"}:
             updates |= _series_of(changed, task, restarted="recurrence" in diff, now=work.at)
             changed = task.model_copy(update=updates)
-        moved = None
-        if action is HistoryAction.completed and changed.recurrence is not None:
-            moved = _next_occurrence(work, changed)
+        completing = action is HistoryAction.completed
+        moved = series.moved_on(changed, work.at) if completing else None
         final = moved or changed
-        values = _stored(updates if moved is None else updates | _moved_fields(moved))
+        values = _stored(updates, moved)
         params = _ROWS.params(user_id, task_id, read_version=task.version, values=values)
         work.execute(_ROWS.update, params, guarded=True)
         if "tags" in diff:
@@ -351,8 +350,8 @@ def _complete(work: UnitOfWork, task: TaskPublic) -> None:
     updates = {"completed": True, "completed_at": work.at, "updated_at": work.at}
     updates["version"] = task.version + 1
     completed = task.model_copy(update=updates)
-    moved = None if task.recurrence is None else _next_occurrence(work, completed)
-    values = _stored(updates if moved is None else updates | _moved_fields(moved))
+    moved = series.moved_on(completed, work.at)
+    values = _stored(updates, moved)
     params = _ROWS.params(work.user_id, task.id, read_version=task.version, values=values)
     work.execute(_ROWS.update, params, guarded=True)
     diff: dict[str, Any] = {
@@ -382,30 +381,6 @@ def _series_of(
     return {"recurrence": recurrence}
 
 
-def _next_occurrence(work: UnitOfWork, completed: TaskPublic) -> TaskPublic | None:
-    """The recurring task `completed` moved on to its next occurrence, open; None when
-    its series ends there (it stays completed)."""
-    assert completed.recurrence is not None
-    advanced = series.advance(completed.recurrence, work.at)
-    if advanced is None:
-        return None
-    due_at, recurrence = advanced
-    return completed.model_copy(
-        update={
-            "completed": False,
-            "completed_at": None,
-            "due_at": due_at,
-            "recurrence": recurrence,
-            "version": completed.version + 1,
-        }
-    )
-
-
-def _moved_fields(moved: TaskPublic) -> dict[str, Any]:
-    fields = ("completed", "completed_at", "due_at", "recurrence", "version")
-    return {field: getattr(moved, field) for field in fields}
-
-
 def _record_rescheduled(work: UnitOfWork, completed: TaskPublic, moved: TaskPublic) -> None:
     """The history and the events of a recurring task's completion: its occurrence, due
     then, completed; then the task at its next occurrence."""
@@ -417,8 +392,12 @@ def _record_rescheduled(work: UnitOfWork, completed: TaskPublic, moved: TaskPubl
     work.changed("task", moved, HistoryAction.rescheduled)
 
 
-def _stored(values: dict[str, Any]) -> dict[str, Any]:
-    """Column values of a write: the recurrence with its series, reminders as JSON."""
+def _stored(updates: dict[str, Any], moved: TaskPublic | None = None) -> dict[str, Any]:
+    """Column values of a write (and of the next occurrence it `moved` a recurring task
+    to): the recurrence with its series, reminders as JSON."""
+    values = dict(updates)
+    if moved is not None:
+        values |= {field: getattr(moved, field) for field in series.MOVED}
     if "recurrence" in values:
         values["recurrence"] = series.stored(values["recurrence"])
     if "reminders" in values:
