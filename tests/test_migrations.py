@@ -228,3 +228,32 @@ def test_adding_parent_id_keeps_every_tag_link(fresh_settings: Settings) -> None
         links = connection.execute(text("SELECT count(*) FROM task_tags")).scalar_one()
     engine.dispose()
     assert links == 1
+
+
+def test_downgrading_recurrence_leaves_what_the_code_before_can_read(
+    fresh_settings: Settings,
+) -> None:
+    """Before `recurrence_reminders`, the feed knew no reminders and the history no moves
+    of a recurring task: a downgrade drops the first and reads the second as updates."""
+    migrate.upgrade(fresh_settings)
+    engine = create_engine(sync_url(fresh_settings.database_url))
+    task, fired = "00000000-0000-7000-8000-000000000001", "00000000-0000-7000-8000-000000000003"
+    values = {"t": utcnow(), "task": task, "fired": fired}
+    with engine.begin() as connection:
+        for statement in (
+            "INSERT INTO users (id, created_at, updated_at, change_seq) VALUES ('u', :t, :t, 2)",
+            "INSERT INTO changes (user_id, entity, entity_id, seq, op, version, changed_at)"
+            " VALUES ('u', 'task', :task, 1, 'upsert', 3, :t),"
+            " ('u', 'reminder', :fired, 2, 'upsert', 1, :t)",
+            "INSERT INTO task_history (user_id, id, task_id, action, changes, title, occurred_at)"
+            " VALUES ('u', :fired, :task, 'rescheduled', '{}', 't', :t)",
+        ):
+            connection.execute(text(statement), values)
+
+    migrate.downgrade(fresh_settings, "4a5b6c7d8e9f")
+
+    with engine.connect() as connection:
+        entities = connection.execute(text("SELECT entity FROM changes")).scalars().all()
+        actions = connection.execute(text("SELECT action FROM task_history")).scalars().all()
+    engine.dispose()
+    assert (entities, actions) == (["task"], ["updated"])

@@ -73,6 +73,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # What the code before this revision cannot read: the feed's fired reminders go (they
+    # were notices), and a recurring task's moves read as the updates they were.
+    op.execute("DELETE FROM changes WHERE entity = 'reminder'")
+    op.execute("UPDATE task_history SET action = 'updated' WHERE action = 'rescheduled'")
     op.drop_table("reminders")
     op.execute("DROP VIEW task_search")
     # Plain DROP COLUMNs (SQLite 3.35 and later), for the same reason.
