@@ -237,6 +237,8 @@ def test_recurrence_set_to_null_stops_it(
         ({"rule": "FREQ=DAILY;UNTIL=20280101", "tz": "UTC"}, "rule"),
         ({"rule": "FREQ=DAILY;UNTIL=20200101T000000Z", "tz": "UTC"}, "rule"),
         ({"rule": "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30", "tz": "UTC"}, "rule"),
+        ({"rule": "FREQ=WEEKLY;BYMONTH=4,6;BYMONTHDAY=31,-31", "tz": "UTC"}, "rule"),
+        ({"rule": "FREQ=MONTHLY;INTERVAL=3;BYMONTH=1", "tz": "UTC"}, "rule"),
         ({"rule": "FREQ=YEARLY;INTERVAL=29", "tz": "UTC"}, "rule"),
         ({"rule": "FREQ=DAILY;UNTIL=20270230T000000Z", "tz": "UTC"}, "rule"),
         ({"rule": "FREQ=DAILY", "tz": "Mars/Olympus"}, "tz"),

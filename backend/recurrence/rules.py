@@ -21,6 +21,7 @@ last four centuries before 9999, and is moved back: at most a few hundred years 
 are looked at, and a step stops at `HORIZON`.
 """
 
+from calendar import monthrange
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -73,6 +74,8 @@ def check_rule(text: str) -> str:
         reason = "COUNT and UNTIL exclude each other"
     elif parts["FREQ"] == "YEARLY" and int(parts.get("INTERVAL", 1)) > 28:
         reason = "a yearly INTERVAL is at most 28"
+    elif not _some_date(parts):
+        reason = "no month of BYMONTH has a day of BYMONTHDAY"
     else:
         days = [day[:-2] for day in parts.get("BYDAY", "").split(",") if day[:-2]]
         if days and max(abs(int(day)) for day in days) > _ORDINALS.get(parts["FREQ"], 0):
@@ -85,6 +88,16 @@ def check_rule(text: str) -> str:
     if reason is not None:
         raise PydanticCustomError("rrule_unsupported", "{reason}", {"reason": reason})
     return rule
+
+
+def _some_date(parts: dict[str, str]) -> bool:
+    """Whether a month of `BYMONTH` has a day of `BYMONTHDAY` (30 February has none), so
+    that the commonest rule no date satisfies is refused before any expansion."""
+    if "BYMONTH" not in parts or "BYMONTHDAY" not in parts:
+        return True
+    lengths = [monthrange(2000, int(month))[1] for month in parts["BYMONTH"].split(",")]
+    days = [abs(int(day)) for day in parts["BYMONTHDAY"].split(",")]
+    return any(day <= length for day in days for length in lengths)  # 2000: 29 February
 
 
 @lru_cache(maxsize=1)
