@@ -93,7 +93,7 @@ class Worker:
         if self._listens:
             listener = asyncio.create_task(listen(self.broker, self.settings.driver_conninfo))
         in_flight: set[asyncio.Task[None]] = set()
-        next_prune = time.monotonic()
+        next_prune = next_reminders = time.monotonic()
         with self.broker.subscribe_all() as woken:
             while not stop.is_set():
                 woken.clear()
@@ -101,7 +101,9 @@ class Worker:
                     if time.monotonic() >= next_prune:
                         await self.prune()
                         next_prune = time.monotonic() + self.settings.worker_prune_seconds
-                    await self.fire_reminders()
+                    if time.monotonic() >= next_reminders:  # they come due by the clock
+                        await self.fire_reminders()
+                        next_reminders = time.monotonic() + self.settings.worker_poll_seconds
                     room = self.settings.worker_concurrency - len(in_flight)
                     for claimed in await self.claim(limit=room) if room > 0 else ():
                         in_flight.add(asyncio.create_task(self.attempt(claimed)))

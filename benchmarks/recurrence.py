@@ -33,7 +33,7 @@ from backend.auth import issue_token
 from backend.config import Settings
 from benchmarks import dataset
 from benchmarks.load import Result, serving, wrk
-from benchmarks.webhooks import _process
+from benchmarks.webhooks import running
 
 CLI = "from backend.cli import app; app()"
 DUE = "2027-01-04T08:00:00Z"
@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 )
                 for kind, (user, ids) in tasks.items()
             }
-            with _process(worker, worker_env, folder / "worker.log"):
+            with running(worker, worker_env, folder / "worker.log"):
                 fire_at = datetime.now(UTC) + timedelta(seconds=args.lead)
                 users = [f"{PREFIX}remind-{stamp}-{n}" for n in range(USERS)]
                 made = time.monotonic()

@@ -111,7 +111,7 @@ async def _run(args: argparse.Namespace, data: dataset.Dataset) -> None:
                 )
                 expected = args.users * args.hooks * args.tasks
                 started = time.perf_counter()
-                with _process(worker, worker_env, folder / "worker.log"):
+                with running(worker, worker_env, folder / "worker.log"):
                     await receiver.until(expected, seconds=600)
                     rate = expected / (time.perf_counter() - started)
                     await _clear_hooks(client, users[1:], tokens)
@@ -130,7 +130,8 @@ async def _run(args: argparse.Namespace, data: dataset.Dataset) -> None:
 
 
 @contextmanager
-def _process(command: list[str], env: dict[str, str], log: Path) -> Iterator[None]:
+def running(command: list[str], env: dict[str, str], log: Path) -> Iterator[None]:
+    """`command` running in the background (a `todo-api worker`), terminated after."""
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=os.environ | env, stdout=out, stderr=out)
     try:
